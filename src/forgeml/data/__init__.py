@@ -1,0 +1,1 @@
+"""Data sources (one module each), validation, and the datamodule that feeds training."""

@@ -1,0 +1,1 @@
+"""Report figures (matplotlib) and templates (Jinja2): self-contained HTML plus Markdown."""

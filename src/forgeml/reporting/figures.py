@@ -1,0 +1,74 @@
+"""The report's figures as PNG bytes (no network needed to view them)."""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def learning_curves(history: list[dict]) -> bytes:
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for split, style in (("train", "-"), ("val", "--")):
+        ax_loss.plot(epochs, [h[f"{split}_loss"] for h in history], style, label=split)
+        ax_acc.plot(epochs, [h[f"{split}_acc"] for h in history], style, label=split)
+    ax_loss.set(title="Loss (lower is better)", xlabel="epoch", ylabel="cross-entropy")
+    ax_acc.set(title="Accuracy (higher is better)", xlabel="epoch", ylabel="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return _png(fig)
+
+
+def confusion_matrix(matrix: list[list[int]], class_names: list[str]) -> bytes:
+    values = np.asarray(matrix)
+    size = max(4.0, 0.5 * len(class_names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size * 0.85))
+    image = ax.imshow(values, cmap="Blues")
+    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set(xlabel="predicted", ylabel="actual", title="Confusion matrix (test split)")
+    threshold = values.max() / 2
+    for (row, col), count in np.ndenumerate(values):
+        if count:
+            ax.text(col, row, str(count), ha="center", va="center", fontsize=7,
+                    color="white" if count > threshold else "black")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    return _png(fig)
+
+
+def per_class_f1(f1: list[float], class_names: list[str]) -> bytes:
+    fig, ax = plt.subplots(figsize=(max(5, 0.55 * len(class_names)), 3))
+    ax.bar(class_names, f1, color="#4c72b0")
+    ax.axhline(float(np.mean(f1)), color="black", linestyle="--", linewidth=1, label="macro F1")
+    ax.set(ylim=(max(0.0, min(f1) - 0.1), 1.0), ylabel="F1", title="F1 per class (test split)")
+    ax.tick_params(axis="x", rotation=45)
+    ax.legend()
+    return _png(fig)
+
+
+def misclassified_grid(images: np.ndarray, labels: list[str], predicted: list[str],
+                       confidence: list[float], columns: int = 8) -> bytes:
+    count = len(images)
+    rows = max(1, -(-count // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.2, rows * 1.45))
+    for ax in np.atleast_1d(axes).ravel():
+        ax.axis("off")
+    for ax, image, actual, guess, conf in zip(np.atleast_1d(axes).ravel(), images, labels,
+                                              predicted, confidence, strict=False):
+        ax.imshow(image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0), cmap="gray")
+        ax.set_title(f"{actual} → {guess}\n{conf:.0%}", fontsize=7)
+    fig.suptitle("Misclassified test images (actual → predicted, confidence)", fontsize=9)
+    return _png(fig)

@@ -1,0 +1,1 @@
+"""Pipeline stages: one module each, one public function taking the composed config."""

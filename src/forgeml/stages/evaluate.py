@@ -1,0 +1,97 @@
+"""evaluate: test-split metrics with intervals, a baseline on the same split, MLflow logging."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from forgeml import tracking
+from forgeml.data.tensors import load_split
+from forgeml.io import atomic_dir, atomic_write_json, atomic_write_text
+from forgeml.metrics import (
+    bootstrap_interval,
+    classification_metrics,
+    inference_latency,
+    paired_bootstrap_difference,
+    predict_probs,
+)
+from forgeml.stages.train import load_network, read_run
+
+log = logging.getLogger(__name__)
+BASELINE_MAX_TRAIN = 10_000  # keeps the baseline's fit under a minute on 2 cores
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Write metrics/<p>/test.json, plots/<p>/confusion.csv and eval/<p>/; log to the run."""
+    run = read_run(cfg)
+    uri = tracking.tracking_uri(cfg)
+    tracking.check_reachable(uri, cfg.logger.connect_timeout_s)
+    network = load_network(cfg)
+    images, labels = load_split(cfg.paths.prepared, "test")
+    ev = cfg.evaluate
+
+    probs = predict_probs(network, images, cfg.train.eval_batch_size)
+    predicted = probs.argmax(1)
+    result = classification_metrics(probs, labels, cfg.data.num_classes, ev.calibration_bins)
+    correct = (predicted == labels).numpy()
+    result["acc_ci"] = bootstrap_interval(correct, ev.bootstrap_samples, ev.confidence, cfg.seed)
+    result["n_test"] = len(labels)
+    result["cost"] = inference_latency(network, images)
+
+    if ev.baseline:
+        result["baseline"] = logistic_baseline(cfg, images, labels)
+        base_correct = np.asarray(result["baseline"].pop("correct"))
+        result["baseline"]["vs_model"] = paired_bootstrap_difference(
+            correct, base_correct, ev.bootstrap_samples, ev.confidence, cfg.seed)
+
+    headline = {
+        "acc": result["acc"], "acc_ci_low": result["acc_ci"][0],
+        "acc_ci_high": result["acc_ci"][1], "loss": result["loss"],
+        "f1_macro": result["f1_macro"], "precision_macro": result["precision_macro"],
+        "recall_macro": result["recall_macro"], "ece": result["ece"],
+        "latency_ms_single": result["cost"]["latency_ms_single"],
+    }
+    if "baseline" in result:
+        headline["baseline_acc"] = result["baseline"]["acc"]
+    names = list(cfg.data.class_names)
+    confusion = "actual,predicted\n" + "".join(
+        f"{names[a]},{names[p]}\n" for a, p in zip(labels.tolist(), predicted.tolist(),
+                                                   strict=True))
+    with atomic_dir(cfg.paths.eval) as out:
+        confidence = probs.max(1).values
+        atomic_write_text(out / "predictions.csv", "index,label,predicted,confidence\n" + "".join(
+            f"{i},{y},{p},{c:.6f}\n" for i, (y, p, c) in enumerate(zip(
+                labels.tolist(), predicted.tolist(), confidence.tolist(), strict=True))))
+        atomic_write_json(out / "evaluation.json", result)
+    atomic_write_text(Path(cfg.paths.plots) / "confusion.csv", confusion)
+    metrics_file = atomic_write_json(Path(cfg.paths.metrics) / "test.json", headline)
+
+    tracking.log_metrics(uri, run["run_id"], {f"test/{k}": v for k, v in headline.items()})
+    tracking.log_artifacts(uri, run["run_id"], [metrics_file, Path(cfg.paths.eval)], "evaluation")
+    return result
+
+
+def logistic_baseline(cfg: DictConfig, test_images: torch.Tensor,
+                      test_labels: torch.Tensor) -> dict:
+    """Multinomial logistic regression on raw pixels, trained on the same train split."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    images, labels = load_split(cfg.paths.prepared, "train")
+    x, y = images.flatten(1).numpy(), labels.numpy()
+    if len(y) > BASELINE_MAX_TRAIN:
+        pick = np.random.default_rng(cfg.seed).choice(len(y), BASELINE_MAX_TRAIN, replace=False)
+        x, y = x[pick], y[pick]
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=200, C=0.1))
+    model.fit(x, y)
+    correct = model.predict(test_images.flatten(1).numpy()) == test_labels.numpy()
+    ev = cfg.evaluate
+    return {"name": "logistic regression (pixels)", "train_samples": len(y),
+            "acc": float(correct.mean()),
+            "acc_ci": bootstrap_interval(correct, ev.bootstrap_samples, ev.confidence, cfg.seed),
+            "correct": correct.tolist()}
