@@ -3,6 +3,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-done
+# dvc.yaml's stage commands call `forgeml` from the project's environment.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: setup run test test-slow lint bench clean
 
