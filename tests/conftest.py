@@ -1,0 +1,59 @@
+"""Shared fixtures: a temporary copy of the repository where the real pipeline runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None,
+        timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run a real command (forgeml, dvc) as a user would, with the project's environment."""
+    full_env = {key: value for key, value in os.environ.items()
+                if key != "MLFLOW_TRACKING_URI"}  # the project's own sqlite store unless given
+    full_env.update(PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+                    PYTHONWARNINGS="ignore", **(env or {}))
+    result = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True,
+                            timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n"
+                             f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+    return result
+
+
+def make_project(target: Path, overrides: list[str]) -> Path:
+    """Copy what a clean clone holds into `target`, compose params, make it a git repo."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("conf", "src", ".dvc", "dvc.yaml", ".dvcignore", ".gitignore"):
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, target / name, ignore=shutil.ignore_patterns(
+                "__pycache__", "tmp", "cache", "*.egg-info"))
+        elif source.exists():
+            shutil.copy2(source, target / name)
+    run([str(BIN / "forgeml"), "compose", *overrides], cwd=target)
+    git = ["git", "-c", "user.email=t@forgeml.test", "-c", "user.name=test"]
+    run(["git", "init", "-q"], cwd=target)
+    run(["git", "add", "-A"], cwd=target)
+    run([*git, "commit", "-qm", "test project"], cwd=target)
+    return target
+
+
+SMOKE = ["experiment=smoke"]
+
+
+@pytest.fixture(scope="session")
+def pipeline_project(tmp_path_factory) -> Path:
+    """The real default pipeline (`dvc repro`), on scikit-learn's digits, run once per session."""
+    project = make_project(tmp_path_factory.mktemp("pipeline"), SMOKE)
+    result = run([str(BIN / "dvc"), "repro"], cwd=project)
+    (project / "repro1.log").write_text(result.stdout + result.stderr)
+    return project

@@ -1,0 +1,80 @@
+"""Composition from conf/ and validation of params files: clear errors for bad keys."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from omegaconf import OmegaConf
+
+from conftest import BIN, REPO, run
+from forgeml.config import compose, load_params, write_params
+from forgeml.errors import ConfigError
+
+CONF = REPO / "conf"
+
+
+def test_default_composition_is_the_digits_experiment():
+    cfg = compose([], CONF)
+    assert cfg.pipeline.name == "digits" and cfg.data.name == "mnist5k"
+    assert cfg.model._target_ == "forgeml.models.cnn.CNN"
+    assert cfg.data.augment.enabled and cfg.train.early_stopping.enabled
+    assert cfg.paths.prepared == "data/prepared/digits"  # interpolations resolved
+
+
+@pytest.mark.parametrize("override,expected", [
+    (["model=mlp"], "forgeml.models.mlp.MLP"),
+    (["data=fashion_mnist"], "forgeml.models.cnn.CNN"),
+])
+def test_group_overrides(override, expected):
+    cfg = compose(override, CONF)
+    assert cfg.model._target_ == expected
+    assert cfg.model.image_shape == list(cfg.data.image_shape)
+
+
+def test_committed_params_yaml_matches_conf():
+    """params.yaml is conf/'s snapshot: committing a stale one would mislead `dvc repro`."""
+    committed = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert committed == OmegaConf.to_container(compose([], CONF))
+
+
+@pytest.mark.parametrize("override,fragment", [
+    (["model=transformerz"], "model/transformerz"),
+    (["trainer.max_epoch=3"], "max_epoch"),
+    (["no_such_section.x=1"], "no_such_section"),
+])
+def test_unknown_overrides_fail_clearly(override, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        compose(override, CONF)
+
+
+def test_unknown_key_in_params_file_is_named(tmp_path):
+    path = write_params(compose([], CONF), tmp_path / "params.yaml")
+    data = yaml.safe_load(path.read_text())
+    data["train"]["batch_sise"] = 32
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"train\.batch_sise"):
+        load_params(path)
+
+
+def test_bad_values_are_rejected(tmp_path):
+    path = write_params(compose([], CONF), tmp_path / "p.yaml")
+    data = yaml.safe_load(path.read_text())
+    data["data"]["split"]["val_fraction"] = 0.6
+    data["data"]["split"]["test_fraction"] = 0.5
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="must be < 1"):
+        load_params(path)
+
+
+def test_missing_params_file_says_how_to_make_it(tmp_path):
+    with pytest.raises(ConfigError, match="forgeml compose"):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_cli_reports_unknown_override_without_traceback(tmp_path):
+    (tmp_path / "conf").symlink_to(CONF)
+    result = run([str(BIN / "forgeml"), "compose", "trainer.max_epoch=3"], cwd=tmp_path,
+                 check=False)
+    assert result.returncode != 0
+    assert "max_epoch" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "params.yaml").exists()
