@@ -29,8 +29,9 @@ def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None,
     return result
 
 
-def make_project(target: Path, overrides: list[str]) -> Path:
-    """Copy what a clean clone holds into `target`, compose params, make it a git repo."""
+def make_project(target: Path, experiment: str = "smoke") -> Path:
+    """Copy what a clean clone holds into `target` with `experiment` as the default (DVC's
+    `exp run -S` composes from conf/'s defaults), compose params, make it a git repo."""
     target.mkdir(parents=True, exist_ok=True)
     for name in ("conf", "src", ".dvc", "dvc.yaml", ".dvcignore", ".gitignore"):
         source = REPO / name
@@ -39,7 +40,11 @@ def make_project(target: Path, overrides: list[str]) -> Path:
                 "__pycache__", "tmp", "cache", "*.egg-info"))
         elif source.exists():
             shutil.copy2(source, target / name)
-    run([str(BIN / "forgeml"), "compose", *overrides], cwd=target)
+    config = target / "conf" / "config.yaml"
+    text = config.read_text()
+    assert "  - experiment: digits_default\n" in text
+    config.write_text(text.replace("experiment: digits_default", f"experiment: {experiment}"))
+    run([str(BIN / "forgeml"), "compose"], cwd=target)
     git = ["git", "-c", "user.email=t@forgeml.test", "-c", "user.name=test"]
     run(["git", "init", "-q"], cwd=target)
     run(["git", "add", "-A"], cwd=target)
@@ -47,13 +52,10 @@ def make_project(target: Path, overrides: list[str]) -> Path:
     return target
 
 
-SMOKE = ["experiment=smoke"]
-
-
 @pytest.fixture(scope="session")
 def pipeline_project(tmp_path_factory) -> Path:
     """The real default pipeline (`dvc repro`), on scikit-learn's digits, run once per session."""
-    project = make_project(tmp_path_factory.mktemp("pipeline"), SMOKE)
+    project = make_project(tmp_path_factory.mktemp("pipeline"))
     result = run([str(BIN / "dvc"), "repro"], cwd=project)
     (project / "repro1.log").write_text(result.stdout + result.stderr)
     return project

@@ -1,4 +1,4 @@
-"""The real pipeline (prepare -> train -> evaluate -> report) through `dvc repro`, as a user runs it."""
+"""The real pipeline (prepare -> train -> evaluate -> report) via `dvc repro`, as a user runs it."""
 
 from __future__ import annotations
 

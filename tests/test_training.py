@@ -7,14 +7,14 @@ import json
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import BIN, SMOKE, make_project, run
+from conftest import BIN, make_project, run
 
 FORGEML = str(BIN / "forgeml")
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    project = make_project(tmp_path_factory.mktemp("training"), SMOKE)
+    project = make_project(tmp_path_factory.mktemp("training"))
     run([FORGEML, "prepare"], cwd=project)
     return project
 
@@ -29,7 +29,7 @@ def _leftovers(project):
 
 
 def test_diverging_loss_stops_with_a_clear_error_and_no_output(prepared):
-    run([FORGEML, "compose", *SMOKE, "optimizer.lr=1e12", "-o", "diverge.yaml"], cwd=prepared)
+    run([FORGEML, "compose", "optimizer.lr=1e12", "-o", "diverge.yaml"], cwd=prepared)
     result = run([FORGEML, "train", "-p", "diverge.yaml"], cwd=prepared, check=False,
                  env={"MLFLOW_TRACKING_URI": _store(prepared, "diverge.db")})
     assert result.returncode != 0
@@ -50,7 +50,7 @@ def test_unreachable_tracking_server_fails_fast(prepared):
 
 
 def test_training_is_deterministic_for_a_fixed_seed(prepared):
-    run([FORGEML, "compose", *SMOKE, "trainer.max_epochs=2", "-o", "det.yaml"], cwd=prepared)
+    run([FORGEML, "compose", "trainer.max_epochs=2", "-o", "det.yaml"], cwd=prepared)
     losses = []
     for _ in range(2):
         run([FORGEML, "train", "-p", "det.yaml"], cwd=prepared,
@@ -61,7 +61,7 @@ def test_training_is_deterministic_for_a_fixed_seed(prepared):
 
 
 def test_ddp_on_two_cpu_processes_logs_exactly_one_run(prepared):
-    run([FORGEML, "compose", *SMOKE, "trainer=ddp_cpu", "trainer.max_epochs=2", "-o",
+    run([FORGEML, "compose", "trainer=ddp_cpu", "trainer.max_epochs=2", "-o",
          "ddp.yaml"], cwd=prepared)
     store = _store(prepared, "ddp.db")
     result = run([FORGEML, "train", "-p", "ddp.yaml"], cwd=prepared,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+
 import numpy as np
 import torch
 from omegaconf import DictConfig
@@ -56,7 +57,7 @@ def prepare(cfg: DictConfig) -> dict:
             name: np.bincount(y, minlength=classes).tolist() for name, (_, y) in splits.items()
         },
         "removed": removed,
-        "raw_count": int(len(raw.labels) + (0 if raw.test_labels is None else len(raw.test_labels))),
+        "raw_count": len(raw.labels) + (0 if raw.test_labels is None else len(raw.test_labels)),
         "split": {
             "protocol": "official test split; val stratified from train"
             if raw.test_images is not None else "stratified train/val/test",

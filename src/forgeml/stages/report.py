@@ -249,7 +249,8 @@ def _misclassified_figure(cfg, predictions, names) -> bytes:
 def _lineage(run, tags, uri) -> dict:
     commit = tags.get("forgeml.git_commit", "?")
     exp = tags.get("dvc.exp_name")
-    reproduce = f"dvc exp apply {exp} && dvc repro" if exp else f"git checkout {commit} && dvc repro"
+    checkout = f"dvc exp apply {exp}" if exp else f"git checkout {commit}"
+    reproduce = f"{checkout} && dvc repro"
     default_store = uri.startswith("sqlite:///") and uri.endswith("/mlflow.db")
     shown_uri = "sqlite:///mlflow.db" if default_store else uri
     rows = [
