@@ -9,7 +9,7 @@ Prints the training-throughput ratio b/a (samples/s measured over training batch
 sides the same way) and the whole-pipeline wall-time ratio, plus ForgeML's fixed start-up
 (four stage processes importing torch/Lightning/MLflow, and DVC itself).
 
-    python benchmarks/bench_train.py --epochs 10 --repeats 2
+    python benchmarks/bench_train.py --epochs 10 --repeats 3 --threads 1
 """
 
 from __future__ import annotations
@@ -55,10 +55,12 @@ def make_project(root: Path, overrides: list[str], env: dict) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="OMP threads for both sides (1 = stable timings on shared cores)")
     args = parser.parse_args()
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONWARNINGS": "ignore"}
+           "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": str(args.threads)}
     env.pop("MLFLOW_TRACKING_URI", None)
     # Same epochs on both sides: early stopping off.
     overrides = [f"trainer.max_epochs={args.epochs}", "train.early_stopping.enabled=false"]
@@ -86,7 +88,8 @@ def main() -> None:
                                                                  "train_samples_per_second")
     a_wall, b_wall = med(plain, "process_wall"), med(forge, "process_wall")
     fixed = 4 * startup + dvc_noop
-    print(f"epochs={args.epochs} repeats={args.repeats} torch threads={os.cpu_count()} cores")
+    print(f"epochs={args.epochs} repeats={args.repeats} OMP_NUM_THREADS={args.threads} "
+          f"(machine: {os.cpu_count()} cores); medians")
     print(f"(a) plain PyTorch : {a_tput:9,.0f} samples/s  wall {a_wall:6.1f} s  "
           f"test acc {med(plain, 'test_acc'):.3f}")
     print(f"(b) ForgeML       : {b_tput:9,.0f} samples/s  wall {b_wall:6.1f} s  "

@@ -39,6 +39,7 @@ class TrainSchema:
     eval_batch_size: int = 512
     early_stopping: EarlyStoppingSchema = field(default_factory=EarlyStoppingSchema)
     check_finite_every_n_steps: int = 50
+    progress_refresh_steps: int = 10
 
 
 @dataclass

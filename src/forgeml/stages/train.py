@@ -57,7 +57,7 @@ def read_run(cfg: DictConfig) -> dict:
 def train(cfg: DictConfig) -> dict | None:
     """Train; on global rank 0 return the run record (other DDP ranks return None)."""
     import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
     from pytorch_lightning.loggers import MLFlowLogger
     from pytorch_lightning.utilities import rank_zero_only
 
@@ -89,6 +89,8 @@ def train(cfg: DictConfig) -> dict | None:
     checkpoint = ModelCheckpoint(dirpath=staging, filename="best", monitor="val/loss",
                                  mode="min", save_top_k=1, save_last=True)
     callbacks: list = [checkpoint]
+    if cfg.trainer.get("enable_progress_bar", True):
+        callbacks.append(RichProgressBar(refresh_rate=cfg.train.progress_refresh_steps))
     stopping = cfg.train.early_stopping
     if stopping.enabled:
         callbacks.append(EarlyStopping(monitor=stopping.monitor, mode=stopping.mode,
