@@ -67,8 +67,8 @@ def main() -> None:
 
     plain, forge = [], []
     with tempfile.TemporaryDirectory(prefix="forgeml-bench-") as tmp:
-        startup, _ = sh([str(BIN / "python"), "-c",
-                         "import pytorch_lightning, mlflow, forgeml.stages.train"], REPO, env)
+        startup, _ = sh([str(BIN / "python"), "-c", "import pytorch_lightning, mlflow, "
+                         "forgeml.tasks.classification.train"], REPO, env)
         dvc_noop = None
         for i in range(args.repeats):  # interleaved, so machine noise hits both sides alike
             project = make_project(Path(tmp) / f"run{i}", overrides, env)

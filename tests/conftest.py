@@ -33,7 +33,7 @@ def make_project(target: Path, experiment: str = "smoke") -> Path:
     """Copy what a clean clone holds into `target` with `experiment` as the default (DVC's
     `exp run -S` composes from conf/'s defaults), compose params, make it a git repo."""
     target.mkdir(parents=True, exist_ok=True)
-    for name in ("conf", "src", ".dvc", "dvc.yaml", ".dvcignore", ".gitignore"):
+    for name in ("conf", "src", "pipelines", ".dvc", "dvc.yaml", ".dvcignore", ".gitignore"):
         source = REPO / name
         if source.is_dir():
             shutil.copytree(source, target / name, ignore=shutil.ignore_patterns(

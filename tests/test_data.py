@@ -20,7 +20,7 @@ from forgeml.data.base import validate_images
 from forgeml.data.idx import read_idx, write_idx
 from forgeml.data.tensors import TensorBatchDataset, load_split, tensor_loader
 from forgeml.errors import DataError
-from forgeml.stages.prepare import dedupe, split
+from forgeml.tasks.classification.prepare import dedupe, split
 
 
 def _valid(n=20, shape=(1, 4, 4)):

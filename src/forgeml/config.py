@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,102 +13,9 @@ from omegaconf.errors import OmegaConfBaseException
 
 from forgeml.errors import ConfigError
 from forgeml.io import atomic_write_text
+from forgeml.schemas import SCHEMAS, check_values
 
 DEFAULT_PARAMS = "params.yaml"
-
-
-# --- schema: unknown keys and wrong types fail with the key's full name --------------------------
-@dataclass
-class PipelineSchema:
-    name: str = "digits"
-    task: str = "classification"
-
-
-@dataclass
-class EarlyStoppingSchema:
-    enabled: bool = False
-    monitor: str = "val/loss"
-    mode: str = "min"
-    patience: int = 5
-
-
-@dataclass
-class TrainSchema:
-    batch_size: int = 64
-    eval_batch_size: int = 512
-    early_stopping: EarlyStoppingSchema = field(default_factory=EarlyStoppingSchema)
-    check_finite_every_n_steps: int = 50
-    progress_refresh_steps: int = 10
-
-
-@dataclass
-class SplitSchema:
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    seed: int = 42
-
-
-@dataclass
-class AugmentSchema:
-    enabled: bool = False
-    max_shift_px: float = 2.0
-    max_rotation_deg: float = 10.0
-
-
-@dataclass
-class ImageDataSchema:
-    name: str = "???"
-    source: Any = None
-    image_shape: list[int] = field(default_factory=lambda: [1, 28, 28])
-    num_classes: int = 10
-    class_names: list[str] = field(default_factory=list)
-    split: SplitSchema = field(default_factory=SplitSchema)
-    dedupe: bool = True
-    augment: AugmentSchema = field(default_factory=AugmentSchema)
-
-
-@dataclass
-class EvaluateSchema:
-    bootstrap_samples: int = 1000
-    confidence: float = 0.95
-    calibration_bins: int = 15
-    baseline: str | None = "logistic_regression"
-    max_misclassified_shown: int = 24
-
-
-@dataclass
-class LoggerSchema:
-    tracking_uri: str | None = None
-    experiment_name: str = "???"
-    log_model: bool = True
-    connect_timeout_s: float = 10.0
-
-
-@dataclass
-class PathsSchema:
-    prepared: str = "???"
-    models: str = "???"
-    metrics: str = "???"
-    plots: str = "???"
-    eval: str = "???"
-    reports: str = "???"
-
-
-@dataclass
-class ClassificationSchema:
-    pipeline: PipelineSchema = field(default_factory=PipelineSchema)
-    seed: int = 42
-    data: ImageDataSchema = field(default_factory=ImageDataSchema)
-    model: Any = None
-    trainer: Any = None
-    logger: LoggerSchema = field(default_factory=LoggerSchema)
-    train: TrainSchema = field(default_factory=TrainSchema)
-    optimizer: Any = None
-    evaluate: EvaluateSchema = field(default_factory=EvaluateSchema)
-    paths: PathsSchema = field(default_factory=PathsSchema)
-
-
-SCHEMAS: dict[str, type] = {"classification": ClassificationSchema}
 
 
 # --- composing ----------------------------------------------------------------------------------
@@ -176,27 +82,7 @@ def validate(cfg: DictConfig, source: str = DEFAULT_PARAMS) -> None:
             f"{source}: invalid config key '{key}': {reason}. "
             "Fix it in conf/ (or the -S override) and recompose."
         ) from None
-    _check_values(cfg, source)
-
-
-def _check_values(cfg: DictConfig, source: str) -> None:
-    problems = []
-    split = cfg.data.split
-    if not (0 <= split.val_fraction < 1 and 0 <= split.test_fraction < 1):
-        problems.append("data.split fractions must be in [0, 1)")
-    if split.val_fraction + split.test_fraction >= 1:
-        problems.append("data.split.val_fraction + test_fraction must be < 1")
-    if len(cfg.data.class_names) != cfg.data.num_classes:
-        problems.append(
-            f"data.class_names has {len(cfg.data.class_names)} names "
-            f"but data.num_classes is {cfg.data.num_classes}"
-        )
-    if cfg.train.batch_size < 1 or cfg.train.eval_batch_size < 1:
-        problems.append("train.batch_size and train.eval_batch_size must be >= 1")
-    if cfg.train.early_stopping.mode not in ("min", "max"):
-        problems.append("train.early_stopping.mode must be 'min' or 'max'")
-    if not 0 < cfg.evaluate.confidence < 1:
-        problems.append("evaluate.confidence must be in (0, 1)")
+    problems = check_values(task, cfg)
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems) + ".")
 

@@ -29,10 +29,14 @@ def project_root() -> Path:
 
 def tracking_uri(cfg: DictConfig) -> str:
     """$MLFLOW_TRACKING_URI, else logger.tracking_uri, else sqlite:///<project root>/mlflow.db."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.logger.tracking_uri
-    if uri:
-        return str(uri)
-    return f"sqlite:///{project_root() / 'mlflow.db'}"
+    if os.environ.get("MLFLOW_TRACKING_URI") or not cfg.logger.tracking_uri:
+        return default_tracking_uri()
+    return str(cfg.logger.tracking_uri)
+
+
+def default_tracking_uri() -> str:
+    """$MLFLOW_TRACKING_URI, else sqlite:///<project root>/mlflow.db."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
 
 
 def check_reachable(uri: str, timeout_s: float) -> None:
@@ -119,8 +123,10 @@ def log_artifacts(uri: str, run_id: str, paths: list[Path], artifact_path: str) 
             mlflow_client.log_artifact(run_id, str(path), artifact_path)
 
 
-def log_model(uri: str, run_id: str, network, input_example) -> str:
-    """Log the network (pickle format, so it loads back as the nn.Module) with its signature."""
+def log_model(uri: str, run_id: str, network, input_example,
+              output_transform: str | None = None) -> str:
+    """Log the network (pickle format, so it loads back as the nn.Module) with its signature;
+    `output_transform="softmax"` describes the output as class probabilities."""
     import mlflow
     import mlflow.pytorch
     import torch
@@ -128,7 +134,10 @@ def log_model(uri: str, run_id: str, network, input_example) -> str:
 
     network = network.eval().cpu()
     with torch.no_grad():
-        output = torch.softmax(network(torch.as_tensor(input_example)), dim=1).numpy()
+        output = network(torch.as_tensor(input_example))
+        if output_transform == "softmax":
+            output = torch.softmax(output, dim=-1)
+        output = output.numpy()
     signature = infer_signature(input_example, output)
     mlflow.set_tracking_uri(uri)
     with mlflow.start_run(run_id=run_id):

@@ -72,3 +72,34 @@ def misclassified_grid(images: np.ndarray, labels: list[str], predicted: list[st
         ax.set_title(f"{actual} → {guess}\n{conf:.0%}", fontsize=7)
     fig.suptitle("Misclassified test images (actual → predicted, confidence)", fontsize=9)
     return _png(fig)
+
+
+def lm_learning_curves(history: list[dict], baselines: dict[str, float]) -> bytes:
+    """Train/validation loss by step, with the baselines' test loss as reference lines."""
+    steps = [h["step"] for h in history]
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    ax.plot(steps, [h["train_loss"] for h in history], "-o", ms=3, label="train")
+    ax.plot(steps, [h["val_loss"] for h in history], "--o", ms=3, label="validation")
+    for (name, loss), color in zip(baselines.items(), ("#c62828", "#6a1b9a"), strict=False):
+        ax.axhline(loss, color=color, lw=1, ls=":", label=f"{name} baseline (test)")
+    ax.set(title="Loss (lower is better)", xlabel="optimizer step",
+           ylabel="cross-entropy, nats/token")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _png(fig)
+
+
+def perplexity_bars(rows: list[tuple[str, float, tuple[float, float]]]) -> bytes:
+    """Test perplexity per model with its bootstrap interval (log scale: baselines are far)."""
+    names = [r[0] for r in rows]
+    values = np.array([r[1] for r in rows])
+    errors = np.array([[v - r[2][0], r[2][1] - v] for v, r in zip(values, rows, strict=True)]).T
+    fig, ax = plt.subplots(figsize=(7, 0.6 * len(rows) + 1.2))
+    ax.barh(names, values, xerr=errors, color=["#2e7d32"] + ["#9e9e9e"] * (len(rows) - 1))
+    for y, v in enumerate(values):
+        ax.text(v, y, f" {v:.2f}", va="center")
+    ax.set_xscale("log")
+    ax.invert_yaxis()
+    ax.set(title="Test perplexity (lower is better; 95% intervals)", xlabel="perplexity")
+    ax.grid(alpha=0.3, axis="x")
+    return _png(fig)

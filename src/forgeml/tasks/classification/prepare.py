@@ -1,4 +1,5 @@
-"""prepare: load a real data source, validate, de-duplicate, split, write tensors + data card."""
+"""prepare (classification): load a real image source, validate, de-duplicate, split, write
+tensors and a data card."""
 
 from __future__ import annotations
 
@@ -122,3 +123,8 @@ def split(images: np.ndarray, labels: np.ndarray, test_images: np.ndarray | None
     except ValueError as err:
         raise DataError(f"Cannot split the data with data.split={dict(cfg)}: {err}") from None
     return {"train": (train_x, train_y), "val": (val_x, val_y), "test": (test_x, test_y)}
+
+
+def summarize(cfg: DictConfig, card: dict) -> str:
+    counts = ", ".join(f"{k} {v:,}" for k, v in card["counts"].items())
+    return f"prepared {card['source']}: {counts}; removed {card['removed'] or 'nothing'}"

@@ -1,4 +1,5 @@
-"""evaluate: test-split metrics with intervals, a baseline on the same split, MLflow logging."""
+"""evaluate (classification): test-split metrics with intervals, a baseline on the same split,
+MLflow logging."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 from omegaconf import DictConfig
 
 from forgeml import tracking
+from forgeml.artifacts import read_run
 from forgeml.data.tensors import load_split
 from forgeml.io import atomic_dir, atomic_write_json, atomic_write_text
 from forgeml.metrics import (
@@ -19,7 +21,7 @@ from forgeml.metrics import (
     paired_bootstrap_difference,
     predict_probs,
 )
-from forgeml.stages.train import load_network, read_run
+from forgeml.tasks.classification.train import load_network
 
 log = logging.getLogger(__name__)
 BASELINE_MAX_TRAIN = 10_000  # keeps the baseline's fit under a minute on 2 cores
@@ -95,3 +97,9 @@ def logistic_baseline(cfg: DictConfig, test_images: torch.Tensor,
             "acc": float(correct.mean()),
             "acc_ci": bootstrap_interval(correct, ev.bootstrap_samples, ev.confidence, cfg.seed),
             "correct": correct.tolist()}
+
+
+def summarize(cfg: DictConfig, result: dict) -> str:
+    low, high = result["acc_ci"]
+    return (f"test accuracy {result['acc']:.4f} (95% CI {low:.4f}-{high:.4f}), macro F1 "
+            f"{result['f1_macro']:.4f}")

@@ -1,23 +1,20 @@
-"""report: a verdict a product manager can act on, with the evidence an engineer checks."""
+"""report (classification): a verdict a product manager can act on, with the evidence an
+engineer checks."""
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from omegaconf import DictConfig
 
 from forgeml import tracking
+from forgeml.artifacts import read_data_card, read_evaluation, read_run
 from forgeml.data.tensors import load_split
-from forgeml.io import atomic_dir
 from forgeml.metrics import paired_bootstrap_difference
 from forgeml.reporting import figures
-from forgeml.stages.train import read_data_card, read_run
+from forgeml.reporting.render import lineage, points, table, write_report
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +23,7 @@ def report(cfg: DictConfig) -> Path:
     """Write reports/<p>/report.html (self-contained) and report.md; log both to the run."""
     run = read_run(cfg)
     card = read_data_card(cfg)
-    result = json.loads((Path(cfg.paths.eval) / "evaluation.json").read_text())
+    result = read_evaluation(cfg)
     predictions = _read_predictions(Path(cfg.paths.eval) / "predictions.csv")
     uri = tracking.tracking_uri(cfg)
     tracking.check_reachable(uri, cfg.logger.connect_timeout_s)
@@ -46,7 +43,6 @@ def report(cfg: DictConfig) -> Path:
     context = {
         "title": f"{cfg.pipeline.name}: {tags.get('forgeml.model', 'model')} on "
                  f"{card['source']}",
-        "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "verdict": _verdict(cfg, run, card, result, previous),
         "comparison": _comparison_rows(tags, result, previous),
         "training_note": _training_note(cfg, run),
@@ -74,27 +70,13 @@ def report(cfg: DictConfig) -> Path:
             ("Inference throughput (batch 256, CPU)",
              f"{result['cost']['throughput_samples_per_s']:,.0f} images/s"),
         ],
-        "history": [{
-            "run": r["run_name"] or r["run_id"][:8], "model": r["tags"].get("forgeml.model", "?"),
-            "data": r["params"].get("data.name", "?"),
-            "acc": f"{r['metrics']['test/acc']:.2%}"} for r in earlier],
-        "lineage": _lineage(run, tags, uri),
+        "history": table(["Run", "Model", "Data", "Test accuracy"], [[
+            r["run_name"] or r["run_id"][:8], r["tags"].get("forgeml.model", "?"),
+            r["params"].get("data.name", "?"), f"{r['metrics']['test/acc']:.2%}"]
+            for r in earlier]),
+        "lineage": lineage(cfg, run, tags, uri),
     }
-    env = Environment(loader=PackageLoader("forgeml.reporting"), undefined=StrictUndefined,
-                      autoescape=select_autoescape(enabled_extensions=("html.j2",)))
-    html_context = {**context, "figures": {k: base64.b64encode(v).decode() for k, v in
-                                           pngs.items()}}
-    with atomic_dir(cfg.paths.reports) as out:
-        (out / "figures").mkdir()
-        for name, png in pngs.items():
-            (out / "figures" / f"{name}.png").write_bytes(png)
-        (out / "report.html").write_text(
-            env.get_template("report.html.j2").render(**html_context), encoding="utf-8")
-        (out / "report.md").write_text(env.get_template("report.md.j2").render(**context),
-                                       encoding="utf-8")
-    reports = Path(cfg.paths.reports)
-    tracking.log_artifacts(uri, run["run_id"], [reports], "report")
-    return reports / "report.html"
+    return write_report(cfg, run, uri, "classification", context, pngs)
 
 
 def _read_predictions(path: Path) -> dict[str, np.ndarray]:
@@ -131,10 +113,6 @@ def _compare_with_previous(uri: str, previous: dict, predictions: dict, card: di
     return info
 
 
-def _points(x: float) -> str:
-    return f"{x * 100:+.1f} points"
-
-
 def _verdict(cfg, run, card, result, previous) -> dict:
     low, high = result["acc_ci"]
     model = cfg.model["_target_"].rsplit(".", 1)[-1]
@@ -150,8 +128,8 @@ def _verdict(cfg, run, card, result, previous) -> dict:
         clear = gap["low"] > 0
         sentences.append(
             f"A simple {base['name']} baseline gets {base['acc']:.1%}: the model is "
-            f"{_points(gap['difference'])} {'better' if gap['difference'] >= 0 else 'worse'} "
-            f"(95% interval {_points(gap['low'])} to {_points(gap['high'])}; "
+            f"{points(gap['difference'])} {'better' if gap['difference'] >= 0 else 'worse'} "
+            f"(95% interval {points(gap['low'])} to {points(gap['high'])}; "
             f"{'a clear difference' if clear or gap['high'] < 0 else 'not a clear difference'}).")
     better = worse = False
     if previous is None:
@@ -165,31 +143,30 @@ def _verdict(cfg, run, card, result, previous) -> dict:
                      else "within noise: not clearly different")
         sentences.append(
             f"Against the previous run ({previous['model']} '{previous['name']}', "
-            f"{previous['acc']:.1%}) on the same test images it is {_points(diff['difference'])} "
-            f"(95% interval {_points(diff['low'])} to {_points(diff['high'])}): {judgement}.")
+            f"{previous['acc']:.1%}) on the same test images it is {points(diff['difference'])} "
+            f"(95% interval {points(diff['low'])} to {points(diff['high'])}): {judgement}.")
     else:
         delta = result["acc"] - previous["acc"]
         sentences.append(
             f"The previous run ({previous['model']} '{previous['name']}') scored "
-            f"{previous['acc']:.1%} on different test data, so the {_points(delta)} gap is "
+            f"{previous['acc']:.1%} on different test data, so the {points(delta)} gap is "
             "indicative only.")
     return {"sentences": sentences, "better": better, "worse": worse}
 
 
-def _comparison_rows(tags, result, previous) -> list[dict]:
+def _comparison_rows(tags, result, previous) -> dict:
     def ci(pair) -> str:
         return f"{pair[0]:.1%} – {pair[1]:.1%}" if pair and pair[0] is not None else "–"
 
-    rows = [{"name": f"This run ({tags.get('forgeml.model', 'model')})",
-             "acc": f"{result['acc']:.1%}", "ci": ci(result["acc_ci"])}]
+    rows = [[f"This run ({tags.get('forgeml.model', 'model')})", f"{result['acc']:.1%}",
+             ci(result["acc_ci"])]]
     if previous:
-        rows.append({"name": f"Previous run ({previous['model']} '{previous['name']}')",
-                     "acc": f"{previous['acc']:.1%}", "ci": ci(previous["ci"])})
+        rows.append([f"Previous run ({previous['model']} '{previous['name']}')",
+                     f"{previous['acc']:.1%}", ci(previous["ci"])])
     if "baseline" in result:
-        rows.append({"name": f"Baseline ({result['baseline']['name']})",
-                     "acc": f"{result['baseline']['acc']:.1%}",
-                     "ci": ci(result["baseline"]["acc_ci"])})
-    return rows
+        rows.append([f"Baseline ({result['baseline']['name']})",
+                     f"{result['baseline']['acc']:.1%}", ci(result["baseline"]["acc_ci"])])
+    return table(["Model", "Test accuracy", "95% interval"], rows)
 
 
 def _training_note(cfg, run) -> str:
@@ -246,22 +223,8 @@ def _misclassified_figure(cfg, predictions, names) -> bytes:
         predictions["confidence"][wrong].tolist())
 
 
-def _lineage(run, tags, uri) -> dict:
-    commit = tags.get("forgeml.git_commit", "?")
-    exp = tags.get("dvc.exp_name")
-    checkout = f"dvc exp apply {exp}" if exp else f"git checkout {commit}"
-    reproduce = f"{checkout} && dvc repro"
-    default_store = uri.startswith("sqlite:///") and uri.endswith("/mlflow.db")
-    shown_uri = "sqlite:///mlflow.db" if default_store else uri
-    rows = [
-        ("MLflow run", run["run_id"]),
-        ("MLflow experiment", run["experiment_name"]),
-        ("Git commit", commit + (" (uncommitted changes)"
-                                 if tags.get("forgeml.git_dirty") == "true" else "")),
-        ("Data hash", tags.get("forgeml.data_hash", "?")),
-        ("Config hash", tags.get("forgeml.config_hash", "?")),
-    ]
-    if exp:
-        rows.append(("DVC experiment", exp))
-    return {"run_id": run["run_id"], "rows": rows, "reproduce": reproduce,
-            "compare": f"mlflow ui --backend-store-uri {shown_uri}"}
+def summarize(cfg: DictConfig, path: Path) -> str:
+    result = read_evaluation(cfg)
+    low, high = result["acc_ci"]
+    return (f"[bold]{cfg.pipeline.name}: test accuracy {result['acc']:.2%} (95% CI {low:.2%}-"
+            f"{high:.2%})[/bold]\nreport: {path.resolve()}")

@@ -1,0 +1,91 @@
+"""Token arrays on disk (memory-mapped, nanoGPT's `.bin` format) and the batches a language model
+trains on: random windows for training, a fixed set of windows for validation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from forgeml.errors import DataError
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16) if vocab_size <= 2**16 else np.dtype(np.uint32)
+
+
+def write_tokens(path: Path, ids: list[int], vocab_size: int) -> None:
+    np.asarray(ids, dtype=token_dtype(vocab_size)).tofile(path)
+
+
+def load_tokens(prepared: str | Path, split: str, vocab_size: int) -> np.ndarray:
+    path = Path(prepared) / f"{split}.bin"
+    if not path.is_file():
+        raise DataError(f"{path} not found: run the prepare stage first (`dvc repro`).")
+    return np.memmap(path, dtype=token_dtype(vocab_size), mode="r")
+
+
+def windows(tokens: np.ndarray, offsets: torch.Tensor, block_size: int
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs tokens[o:o+T] and next-token targets tokens[o+1:o+T+1] for each offset o."""
+    rows = np.stack([tokens[o:o + block_size + 1] for o in offsets.tolist()]).astype(np.int64)
+    rows = torch.from_numpy(rows)
+    return rows[:, :-1], rows[:, 1:]
+
+
+def check_long_enough(tokens: np.ndarray, block_size: int, split: str) -> None:
+    if len(tokens) <= block_size:
+        raise DataError(
+            f"The {split} split has {len(tokens):,} tokens, not more than model.block_size "
+            f"({block_size}): lower model.block_size or give the split more text.")
+
+
+class RandomWindows(IterableDataset):
+    """An endless stream of batches of windows at uniformly random offsets (as nanoGPT samples).
+    Each DDP rank draws its own stream; `n_batches` makes it finite (validation)."""
+
+    def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, seed: int,
+                 n_batches: int | None = None):
+        check_long_enough(tokens, block_size, "given")
+        self.tokens, self.block_size, self.batch_size = tokens, block_size, batch_size
+        self.seed, self.n_batches = seed, n_batches
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        # Validation draws the same windows every time, so its losses are comparable.
+        seed = self.seed if self.n_batches is not None else self.seed + 1000 * rank
+        generator = torch.Generator().manual_seed(seed)
+        high = len(self.tokens) - self.block_size
+        produced = 0
+        while self.n_batches is None or produced < self.n_batches:
+            offsets = torch.randint(high, (self.batch_size,), generator=generator)
+            yield windows(self.tokens, offsets, self.block_size)
+            produced += 1
+
+
+class TokenDataModule(pl.LightningDataModule):
+    def __init__(self, prepared: str | Path, vocab_size: int, block_size: int, batch_size: int,
+                 val_batches: int, seed: int, pin_memory: bool = False):
+        super().__init__()
+        self.prepared, self.vocab_size, self.block_size = prepared, vocab_size, block_size
+        self.batch_size, self.val_batches, self.seed = batch_size, val_batches, seed
+        self.pin_memory = pin_memory
+
+    def setup(self, stage: str | None = None) -> None:
+        self.train_tokens = load_tokens(self.prepared, "train", self.vocab_size)
+        self.val_tokens = load_tokens(self.prepared, "val", self.vocab_size)
+        check_long_enough(self.train_tokens, self.block_size, "train")
+        check_long_enough(self.val_tokens, self.block_size, "val")
+
+    def train_dataloader(self) -> DataLoader:
+        stream = RandomWindows(self.train_tokens, self.block_size, self.batch_size, self.seed)
+        return DataLoader(stream, batch_size=None, pin_memory=self.pin_memory)
+
+    def val_dataloader(self) -> DataLoader:
+        stream = RandomWindows(self.val_tokens, self.block_size, self.batch_size,
+                               self.seed + 1, n_batches=self.val_batches)
+        return DataLoader(stream, batch_size=None, pin_memory=self.pin_memory)

@@ -1,0 +1,221 @@
+"""The shape of a composed config, per task: unknown keys and wrong types fail with the key's full
+name (OmegaConf structured configs), and value checks say what to fix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig
+
+
+# --- shared by every task -------------------------------------------------------------------------
+@dataclass
+class PipelineSchema:
+    name: str = "digits"
+    task: str = "classification"
+    dvc_file: str = "dvc.yaml"
+
+
+@dataclass
+class LoggerSchema:
+    tracking_uri: str | None = None
+    experiment_name: str = "???"
+    log_model: bool = True
+    connect_timeout_s: float = 10.0
+
+
+@dataclass
+class PathsSchema:
+    prepared: str = "???"
+    models: str = "???"
+    metrics: str = "???"
+    plots: str = "???"
+    eval: str = "???"
+    reports: str = "???"
+
+
+# --- classification -------------------------------------------------------------------------------
+@dataclass
+class EarlyStoppingSchema:
+    enabled: bool = False
+    monitor: str = "val/loss"
+    mode: str = "min"
+    patience: int = 5
+
+
+@dataclass
+class TrainSchema:
+    batch_size: int = 64
+    eval_batch_size: int = 512
+    early_stopping: EarlyStoppingSchema = field(default_factory=EarlyStoppingSchema)
+    check_finite_every_n_steps: int = 50
+    progress_refresh_steps: int = 10
+
+
+@dataclass
+class SplitSchema:
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    seed: int = 42
+
+
+@dataclass
+class AugmentSchema:
+    enabled: bool = False
+    max_shift_px: float = 2.0
+    max_rotation_deg: float = 10.0
+
+
+@dataclass
+class ImageDataSchema:
+    name: str = "???"
+    source: Any = None
+    image_shape: list[int] = field(default_factory=lambda: [1, 28, 28])
+    num_classes: int = 10
+    class_names: list[str] = field(default_factory=list)
+    split: SplitSchema = field(default_factory=SplitSchema)
+    dedupe: bool = True
+    augment: AugmentSchema = field(default_factory=AugmentSchema)
+
+
+@dataclass
+class EvaluateSchema:
+    bootstrap_samples: int = 1000
+    confidence: float = 0.95
+    calibration_bins: int = 15
+    baseline: str | None = "logistic_regression"
+    max_misclassified_shown: int = 24
+
+
+@dataclass
+class ClassificationSchema:
+    pipeline: PipelineSchema = field(default_factory=PipelineSchema)
+    seed: int = 42
+    data: ImageDataSchema = field(default_factory=ImageDataSchema)
+    model: Any = None
+    trainer: Any = None
+    logger: LoggerSchema = field(default_factory=LoggerSchema)
+    train: TrainSchema = field(default_factory=TrainSchema)
+    optimizer: Any = None
+    evaluate: EvaluateSchema = field(default_factory=EvaluateSchema)
+    paths: PathsSchema = field(default_factory=PathsSchema)
+
+
+def classification_problems(cfg: DictConfig) -> list[str]:
+    problems = []
+    split = cfg.data.split
+    if not (0 <= split.val_fraction < 1 and 0 <= split.test_fraction < 1):
+        problems.append("data.split fractions must be in [0, 1)")
+    if split.val_fraction + split.test_fraction >= 1:
+        problems.append("data.split.val_fraction + test_fraction must be < 1")
+    if len(cfg.data.class_names) != cfg.data.num_classes:
+        problems.append(
+            f"data.class_names has {len(cfg.data.class_names)} names "
+            f"but data.num_classes is {cfg.data.num_classes}"
+        )
+    if cfg.train.batch_size < 1 or cfg.train.eval_batch_size < 1:
+        problems.append("train.batch_size and train.eval_batch_size must be >= 1")
+    if cfg.train.early_stopping.mode not in ("min", "max"):
+        problems.append("train.early_stopping.mode must be 'min' or 'max'")
+    if not 0 < cfg.evaluate.confidence < 1:
+        problems.append("evaluate.confidence must be in (0, 1)")
+    return problems
+
+
+# --- language modelling ---------------------------------------------------------------------------
+@dataclass
+class TokenizerSchema:
+    kind: str = "char"
+    vocab_size: int = 1024
+    min_frequency: int = 2
+
+
+@dataclass
+class WorkSplitSchema:
+    val_works: list[str] = field(default_factory=list)
+    test_works: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TextDataSchema:
+    name: str = "???"
+    source: Any = None
+    tokenizer: TokenizerSchema = field(default_factory=TokenizerSchema)
+    split: WorkSplitSchema = field(default_factory=WorkSplitSchema)
+
+
+@dataclass
+class LMTrainSchema:
+    batch_size: int = 12
+    val_batches: int = 20
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1
+    check_finite_every_n_steps: int = 50
+    progress_refresh_steps: int = 25
+
+
+@dataclass
+class SamplesSchema:
+    prompts: list[str] = field(default_factory=list)
+    temperatures: list[float] = field(default_factory=lambda: [0.8, 1.2])
+    max_new_tokens: int = 300
+    top_k: int | None = None
+    seed: int = 1337
+
+
+@dataclass
+class LMEvaluateSchema:
+    eval_batch_size: int = 64
+    bootstrap_samples: int = 1000
+    confidence: float = 0.95
+    bigram_smoothing: float = 0.05
+    samples: SamplesSchema = field(default_factory=SamplesSchema)
+
+
+@dataclass
+class LMSchema:
+    pipeline: PipelineSchema = field(default_factory=PipelineSchema)
+    seed: int = 42
+    data: TextDataSchema = field(default_factory=TextDataSchema)
+    model: Any = None
+    trainer: Any = None
+    logger: LoggerSchema = field(default_factory=LoggerSchema)
+    train: LMTrainSchema = field(default_factory=LMTrainSchema)
+    optimizer: Any = None
+    evaluate: LMEvaluateSchema = field(default_factory=LMEvaluateSchema)
+    paths: PathsSchema = field(default_factory=PathsSchema)
+
+
+def lm_problems(cfg: DictConfig) -> list[str]:
+    from forgeml.data.tokenizer import KINDS
+
+    problems = []
+    if cfg.data.tokenizer.kind not in KINDS:
+        problems.append(f"data.tokenizer.kind '{cfg.data.tokenizer.kind}' is unknown; choose one "
+                        f"of: {', '.join(KINDS)}")
+    if not isinstance(cfg.model.get("block_size"), int) or cfg.model.block_size < 1:
+        problems.append("model.block_size must be a positive integer")
+    max_steps = cfg.trainer.get("max_steps", -1)
+    if not isinstance(max_steps, int) or max_steps < 1:
+        problems.append("trainer.max_steps must be a positive integer (the step budget)")
+    elif cfg.train.warmup_steps >= max_steps:
+        problems.append(f"train.warmup_steps ({cfg.train.warmup_steps}) must be below "
+                        f"trainer.max_steps ({max_steps})")
+    if cfg.train.batch_size < 1 or cfg.train.val_batches < 1:
+        problems.append("train.batch_size and train.val_batches must be >= 1")
+    if not 0 <= cfg.train.min_lr_ratio <= 1:
+        problems.append("train.min_lr_ratio must be in [0, 1]")
+    if any(t <= 0 for t in cfg.evaluate.samples.temperatures):
+        problems.append("evaluate.samples.temperatures must be > 0")
+    if not 0 < cfg.evaluate.confidence < 1:
+        problems.append("evaluate.confidence must be in (0, 1)")
+    return problems
+
+
+SCHEMAS: dict[str, type] = {"classification": ClassificationSchema, "lm": LMSchema}
+_PROBLEMS = {"classification": classification_problems, "lm": lm_problems}
+
+
+def check_values(task: str, cfg: DictConfig) -> list[str]:
+    return _PROBLEMS[task](cfg)

@@ -1,1 +1,0 @@
-"""Pipeline stages: one module each, one public function taking the composed config."""

@@ -1,0 +1,1 @@
+"""Image classification: digits, MNIST, Fashion-MNIST with MLP/CNN."""

@@ -1,0 +1,73 @@
+"""train (classification): fit the configured image classifier; log the run and the model."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from forgeml import tracking
+from forgeml.artifacts import load_best_weights, read_data_card
+from forgeml.config import instantiate
+from forgeml.data.tensors import PreparedDataModule, load_split
+from forgeml.fitting import FittedRun, fit
+from forgeml.io import atomic_write_text
+from forgeml.models.classifier import ImageClassifier, build_network
+
+
+def make_network(cfg: DictConfig, card: dict) -> nn.Module:
+    model = instantiate(cfg.model, "model")
+    return build_network(model, **card["normalization"])
+
+
+def load_network(cfg: DictConfig) -> nn.Module:
+    """The best checkpoint of the last train stage, as an eval-mode nn.Module."""
+    return load_best_weights(cfg, make_network(cfg, read_data_card(cfg)))
+
+
+def train(cfg: DictConfig) -> dict | None:
+    """Train; on global rank 0 return the run record (other DDP ranks return None)."""
+    import pytorch_lightning as pl
+
+    card = read_data_card(cfg)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    task = ImageClassifier(
+        make_network(cfg, card),
+        optimizer=instantiate(cfg.optimizer, "optimizer"),
+        augment=OmegaConf.to_container(cfg.data.augment),
+        check_finite_every_n_steps=cfg.train.check_finite_every_n_steps,
+    )
+    on_gpu = cfg.trainer.get("accelerator") in ("gpu", "cuda")
+    datamodule = PreparedDataModule(cfg.paths.prepared, cfg.train.batch_size,
+                                    cfg.train.eval_batch_size, pin_memory=on_gpu)
+
+    def finish(fitted: FittedRun) -> dict:
+        samples_per_s = task.train_samples / task.train_seconds if task.train_seconds else 0.0
+        summary = {
+            "best_val_loss": fitted.best_val_loss,
+            "best_val_acc": max((h["val_acc"] for h in task.history), default=math.nan),
+            "epochs_trained": len(task.history),
+            "stopped_early": len(task.history) < cfg.trainer.max_epochs,
+            "train_seconds": task.train_seconds,
+            "train_samples_per_second": samples_per_s,
+            "parameters": sum(p.numel() for p in task.network.parameters()),
+        }
+        if cfg.logger.log_model:
+            images, _ = load_split(cfg.paths.prepared, "val")
+            tracking.log_model(fitted.uri, fitted.run_id, task.network, images[:2].numpy(),
+                               output_transform="softmax")
+        curve = "epoch,train_loss,train_acc,val_loss,val_acc\n" + "".join(
+            f"{h['epoch']},{h['train_loss']:.6f},{h['train_acc']:.6f},{h['val_loss']:.6f},"
+            f"{h['val_acc']:.6f}\n" for h in task.history)
+        atomic_write_text(Path(cfg.paths.plots) / "learning_curve.csv", curve)
+        return summary
+
+    return fit(cfg, task, datamodule, card, finish)
+
+
+def summarize(cfg: DictConfig, record: dict) -> str:
+    return (f"trained {record['epochs_trained']} epochs in {record['train_seconds']:.1f} s "
+            f"({record['train_samples_per_second']:,.0f} samples/s); best val acc "
+            f"{record['best_val_acc']:.4f}; MLflow run {record['run_id']}")

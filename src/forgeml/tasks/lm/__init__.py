@@ -1,0 +1,1 @@
+"""Language modelling: a GPT trained on tokenised text (Shakespeare by default)."""

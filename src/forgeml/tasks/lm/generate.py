@@ -1,0 +1,64 @@
+"""Text from a language model: seeded sampling, and loading a model + tokenizer that MLflow logged
+(by run id, or the registry's `champion` of a pipeline)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from forgeml import tracking
+from forgeml.data.tokenizer import Tokenizer, load_tokenizer
+from forgeml.errors import DataError, TrackingError
+from forgeml.models.gpt import GPT
+
+
+def generate_text(network: GPT, tokenizer: Tokenizer, prompt: str, max_new_tokens: int,
+                  temperature: float = 1.0, top_k: int | None = None, seed: int = 1337
+                  ) -> tuple[str, float]:
+    """The sampled continuation of `prompt` (same seed, same text) and tokens/s."""
+    ids = tokenizer.encode(prompt)
+    if not ids:
+        raise DataError("The prompt is empty: give at least one character to continue from.")
+    generator = torch.Generator().manual_seed(seed)
+    network.eval()
+    start = time.perf_counter()
+    out = network.generate(torch.tensor([ids], dtype=torch.long), max_new_tokens, temperature,
+                           top_k, generator=generator)
+    seconds = time.perf_counter() - start
+    return tokenizer.decode(out[0, len(ids):].tolist()), max_new_tokens / max(seconds, 1e-9)
+
+
+def resolve_run(uri: str, run: str, pipeline: str) -> str:
+    """A run id as given, or `champion` → the run behind the registered model's alias."""
+    if run != "champion":
+        return run
+    from mlflow.exceptions import MlflowException
+
+    try:
+        version = tracking.client(uri).get_model_version_by_alias(pipeline, "champion")
+    except MlflowException:
+        raise TrackingError(
+            f"No champion is registered for pipeline '{pipeline}' in {uri}. Pass an MLflow run "
+            "id with --run, or promote a model (`forgeml retrain`).") from None
+    return version.run_id
+
+
+def load_logged(uri: str, run_id: str) -> tuple[GPT, Tokenizer]:
+    """The logged network and the tokenizer it was trained with (both artifacts of the run)."""
+    import mlflow.artifacts
+    import mlflow.pytorch
+    from mlflow.exceptions import MlflowException
+
+    try:
+        network = mlflow.pytorch.load_model(f"runs:/{run_id}/model", map_location="cpu")
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path="config/tokenizer.json", tracking_uri=uri)
+    except (MlflowException, OSError) as err:
+        raise TrackingError(f"Cannot load the model and tokenizer of run {run_id} from {uri}: "
+                            f"{str(err).splitlines()[0]}") from None
+    if not isinstance(network, GPT):
+        raise TrackingError(f"Run {run_id} did not log a language model "
+                            f"(its model is a {type(network).__name__}).")
+    return network.eval(), load_tokenizer(Path(path))

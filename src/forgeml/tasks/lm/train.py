@@ -1,0 +1,76 @@
+"""train (lm): fit the GPT on the prepared tokens; log tokens/s, the learning curve, the model
+and its tokenizer into one MLflow run."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from forgeml import tracking
+from forgeml.artifacts import load_best_weights, read_data_card
+from forgeml.config import instantiate
+from forgeml.data.token_stream import TokenDataModule
+from forgeml.fitting import FittedRun, fit
+from forgeml.io import atomic_write_text
+from forgeml.models.gpt import GPT
+from forgeml.models.language_model import LanguageModel
+
+
+def make_network(cfg: DictConfig, card: dict) -> GPT:
+    return instantiate(cfg.model, "model", vocab_size=card["tokenizer"]["vocab_size"])
+
+
+def load_network(cfg: DictConfig) -> GPT:
+    """The best checkpoint of the last train stage, in eval mode."""
+    return load_best_weights(cfg, make_network(cfg, read_data_card(cfg)))
+
+
+def train(cfg: DictConfig) -> dict | None:
+    import pytorch_lightning as pl
+
+    card = read_data_card(cfg)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    network = make_network(cfg, card)
+    module = LanguageModel(
+        network, optimizer=instantiate(cfg.optimizer, "optimizer"),
+        warmup_steps=cfg.train.warmup_steps, max_steps=cfg.trainer.max_steps,
+        min_lr_ratio=cfg.train.min_lr_ratio,
+        check_finite_every_n_steps=cfg.train.check_finite_every_n_steps)
+    on_gpu = cfg.trainer.get("accelerator") in ("gpu", "cuda")
+    datamodule = TokenDataModule(cfg.paths.prepared, card["tokenizer"]["vocab_size"],
+                                 cfg.model.block_size, cfg.train.batch_size,
+                                 cfg.train.val_batches, cfg.seed, pin_memory=on_gpu)
+
+    def finish(fitted: FittedRun) -> dict:
+        history = module.history
+        best = min(history, key=lambda h: h["val_loss"]) if history else {}
+        tokens_per_s = module.train_tokens * fitted.trainer.world_size / module.train_seconds \
+            if module.train_seconds else 0.0
+        summary = {
+            "best_val_loss": fitted.best_val_loss,
+            "best_val_step": best.get("step", 0),
+            "steps_trained": fitted.trainer.global_step,
+            "train_seconds": module.train_seconds,
+            "train_tokens_per_second": tokens_per_s,
+            "parameters": network.num_parameters(),
+        }
+        tokenizer_file = Path(cfg.paths.prepared) / "tokenizer.json"
+        tracking.log_artifacts(fitted.uri, fitted.run_id, [tokenizer_file], "config")
+        if cfg.logger.log_model:
+            example = datamodule.val_tokens[: cfg.model.block_size].astype("int64")[None, :]
+            tracking.log_model(fitted.uri, fitted.run_id, network, example)
+        curve = "step,train_loss,val_loss,lr,tokens_per_s\n" + "".join(
+            f"{h['step']},{h['train_loss']:.6f},{h['val_loss']:.6f},{h['lr']:.6g},"
+            f"{h['tokens_per_s']:.1f}\n" for h in history if math.isfinite(h["val_loss"]))
+        atomic_write_text(Path(cfg.paths.plots) / "learning_curve.csv", curve)
+        return summary
+
+    return fit(cfg, module, datamodule, card, finish)
+
+
+def summarize(cfg: DictConfig, record: dict) -> str:
+    return (f"trained {record['steps_trained']:,} steps in {record['train_seconds']:.0f} s "
+            f"({record['train_tokens_per_second']:,.0f} tokens/s); best val loss "
+            f"{record['best_val_loss']:.4f}; MLflow run {record['run_id']}")
