@@ -6,7 +6,7 @@ STAMP := $(VENV)/.setup-done
 # dvc.yaml's stage commands call `forgeml` from the project's environment.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup run test test-slow lint bench clean
+.PHONY: setup run run-lm test test-slow lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt requirements-data.txt
 	bash scripts/setup.sh
@@ -28,6 +28,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_lm.py
+
+run-lm: $(STAMP)
+	$(BIN)/dvc repro pipelines/lm/dvc.yaml
 
 clean:
 	rm -rf data/prepared models metrics plots reports eval

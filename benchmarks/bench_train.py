@@ -37,15 +37,18 @@ def sh(cmd: list[str], cwd: Path, env: dict) -> tuple[float, str]:
     return time.perf_counter() - start, result.stdout
 
 
-def make_project(root: Path, overrides: list[str], env: dict) -> Path:
-    for name in ("conf", "src", ".dvc", "dvc.yaml", ".dvcignore"):
+def make_project(root: Path, overrides: list[str], env: dict,
+                 params: str = "params.yaml") -> Path:
+    """A fresh copy of the project (as a clean clone holds it) with `overrides` composed into
+    `params`, committed to a new git repository."""
+    for name in ("conf", "src", "pipelines", ".dvc", "dvc.yaml", ".dvcignore"):
         source = REPO / name
         if source.is_dir():
             shutil.copytree(source, root / name, ignore=shutil.ignore_patterns(
                 "__pycache__", "tmp", "cache", "*.egg-info"))
         else:
             shutil.copy2(source, root / name)
-    sh([str(BIN / "forgeml"), "compose", *overrides], root, env)
+    sh([str(BIN / "forgeml"), "compose", *overrides, "-o", params], root, env)
     git = ["git", "-c", "user.email=b@forgeml.test", "-c", "user.name=bench"]
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"], [*git, "commit", "-qm", "bench"]):
         sh(cmd, root, env)

@@ -158,7 +158,7 @@ class LMTrainSchema:
 @dataclass
 class SamplesSchema:
     prompts: list[str] = field(default_factory=list)
-    temperatures: list[float] = field(default_factory=lambda: [0.8, 1.2])
+    temperatures: list[float] = field(default_factory=lambda: [0.7, 1.0])
     max_new_tokens: int = 300
     top_k: int | None = None
     seed: int = 1337

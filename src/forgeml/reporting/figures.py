@@ -90,7 +90,7 @@ def lm_learning_curves(history: list[dict], baselines: dict[str, float]) -> byte
 
 
 def perplexity_bars(rows: list[tuple[str, float, tuple[float, float]]]) -> bytes:
-    """Test perplexity per model with its bootstrap interval (log scale: baselines are far)."""
+    """Test perplexity per model with its bootstrap interval (1 = always certain and right)."""
     names = [r[0] for r in rows]
     values = np.array([r[1] for r in rows])
     errors = np.array([[v - r[2][0], r[2][1] - v] for v, r in zip(values, rows, strict=True)]).T
@@ -98,7 +98,7 @@ def perplexity_bars(rows: list[tuple[str, float, tuple[float, float]]]) -> bytes
     ax.barh(names, values, xerr=errors, color=["#2e7d32"] + ["#9e9e9e"] * (len(rows) - 1))
     for y, v in enumerate(values):
         ax.text(v, y, f" {v:.2f}", va="center")
-    ax.set_xscale("log")
+    ax.set_xlim(left=0)
     ax.invert_yaxis()
     ax.set(title="Test perplexity (lower is better; 95% intervals)", xlabel="perplexity")
     ax.grid(alpha=0.3, axis="x")
