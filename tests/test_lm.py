@@ -50,7 +50,7 @@ def _lm_run(project):
     return client, runs[0]
 
 
-# --- the pipeline, end to end ----------------------------------------------------------------------
+# --- the pipeline, end to end ---
 def test_tiny_pipeline_beats_the_unigram_baseline(lm_project):
     test = json.loads((lm_project / "metrics/lm/test.json").read_text())
     assert test["loss"] < math.log(test["unigram_perplexity"]), test
@@ -115,7 +115,7 @@ def test_lm_pipeline_is_up_to_date_after_repro(lm_project):
     assert "up to date" in result.stdout
 
 
-# --- the model -------------------------------------------------------------------------------------
+# --- the model ---
 def test_changing_a_future_token_never_changes_earlier_logits():
     torch.manual_seed(0)
     model = GPT(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=32).eval()
@@ -158,7 +158,7 @@ def test_learning_rate_warms_up_then_decays_to_the_floor():
     assert factor(110) == pytest.approx(0.1) and factor(500) == pytest.approx(0.1)
 
 
-# --- tokenizers ------------------------------------------------------------------------------------
+# --- tokenizers ---
 def test_bpe_round_trips_any_text():
     corpus = shakespeare(max_chars_per_work=5000)
     bpe = fit_tokenizer("bpe", list(corpus.works.values()), vocab_size=400)
@@ -180,7 +180,7 @@ def test_char_tokenizer_maps_unseen_characters_to_unknown():
     assert tokenizer_from_json(tok.to_json()).encode("cab") == tok.encode("cab")
 
 
-# --- metrics ---------------------------------------------------------------------------------------
+# --- metrics ---
 def test_count_baselines_on_a_known_sequence():
     train = np.array([0, 1] * 500)  # "ababab...": the next token is certain given the last
     test = np.array([0, 1] * 50)
@@ -192,7 +192,7 @@ def test_count_baselines_on_a_known_sequence():
     assert positions.shape == (12, 8) and positions[0, 0] == 1 and positions.max() < len(test)
 
 
-# --- bad input -------------------------------------------------------------------------------------
+# --- bad input ---
 def test_empty_corpus_is_refused(tmp_path):
     (tmp_path / "a.txt").write_text("")
     (tmp_path / "b.txt").write_text("   \n")

@@ -27,13 +27,14 @@ class FittedRun:
     uri: str
     staging: Path  # becomes paths.models; put extra artifacts here
     trainer: Any
-    best_val_loss: float
+    best_score: float  # of the monitored metric (val/loss unless the task says otherwise)
 
 
 def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
-        finish: Callable[[FittedRun], dict], extra_callbacks: list | None = None) -> dict | None:
-    """Train `module`; the checkpoint with the lowest val/loss is loaded back into it before
-    `finish` adds the task's summary. Returns the run record (None on other DDP ranks)."""
+        finish: Callable[[FittedRun], dict], extra_callbacks: list | None = None,
+        monitor: str = "val/loss", mode: str = "min") -> dict | None:
+    """Train `module`; the checkpoint best by `monitor` is loaded back into it before `finish`
+    adds the task's summary. Returns the run record (None on other DDP ranks)."""
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
     from pytorch_lightning.loggers import MLFlowLogger
     from pytorch_lightning.utilities import rank_zero_only
@@ -50,8 +51,8 @@ def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
 
-    checkpoint = ModelCheckpoint(dirpath=staging, filename="best", monitor="val/loss",
-                                 mode="min", save_top_k=1, save_last=True)
+    checkpoint = ModelCheckpoint(dirpath=staging, filename="best", monitor=monitor, mode=mode,
+                                 save_top_k=1, save_last=True)
     callbacks: list = [checkpoint, *(extra_callbacks or [])]
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(RichProgressBar(refresh_rate=cfg.train.progress_refresh_steps))
@@ -87,10 +88,10 @@ def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
             best.rename(staging / BEST_CHECKPOINT)
         state = torch.load(staging / BEST_CHECKPOINT, map_location="cpu", weights_only=False)
         module.load_state_dict(state["state_dict"])
-        best_val = float(checkpoint.best_model_score) \
+        best_score = float(checkpoint.best_model_score) \
             if checkpoint.best_model_score is not None else math.nan
 
-        summary = finish(FittedRun(run_id, uri, staging, trainer, best_val))
+        summary = finish(FittedRun(run_id, uri, staging, trainer, best_score))
         tracking.log_metrics(uri, run_id, {f"train_summary/{k}": v for k, v in summary.items()
                                            if isinstance(v, int | float)})
         atomic_write_json(Path(cfg.paths.metrics) / "train.json", summary)

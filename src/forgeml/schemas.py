@@ -213,8 +213,90 @@ def lm_problems(cfg: DictConfig) -> list[str]:
     return problems
 
 
-SCHEMAS: dict[str, type] = {"classification": ClassificationSchema, "lm": LMSchema}
-_PROBLEMS = {"classification": classification_problems, "lm": lm_problems}
+# --- recommendation -------------------------------------------------------------------------------
+@dataclass
+class ImplicitSchema:
+    min_rating: float | None = None
+
+
+@dataclass
+class InteractionSplitSchema:
+    protocol: str = "leave_last_out"
+    cutoff: Any = None  # ISO date string or unix seconds
+    test_days: float | None = None
+    seed: int = 42
+
+
+@dataclass
+class InteractionDataSchema:
+    name: str = "???"
+    source: Any = None
+    implicit: ImplicitSchema = field(default_factory=ImplicitSchema)
+    split: InteractionSplitSchema = field(default_factory=InteractionSplitSchema)
+
+
+@dataclass
+class RecsysTrainSchema:
+    batch_size: int = 256
+    eval_batch_size: int = 256
+    num_negatives: int = 4
+    early_stopping: EarlyStoppingSchema = field(default_factory=EarlyStoppingSchema)
+    check_finite_every_n_steps: int = 50
+    progress_refresh_steps: int = 25
+
+
+@dataclass
+class RecsysEvaluateSchema:
+    k: int = 10
+    num_negatives: int = 99
+    full_ranking: bool = True
+    mf_factors: int = 64
+    activity_buckets: list[int] = field(default_factory=lambda: [30, 100])
+    bootstrap_samples: int = 1000
+    confidence: float = 0.95
+    example_users: int = 3
+
+
+@dataclass
+class RecsysSchema:
+    pipeline: PipelineSchema = field(default_factory=PipelineSchema)
+    seed: int = 42
+    data: InteractionDataSchema = field(default_factory=InteractionDataSchema)
+    model: Any = None
+    trainer: Any = None
+    logger: LoggerSchema = field(default_factory=LoggerSchema)
+    train: RecsysTrainSchema = field(default_factory=RecsysTrainSchema)
+    optimizer: Any = None
+    evaluate: RecsysEvaluateSchema = field(default_factory=RecsysEvaluateSchema)
+    paths: PathsSchema = field(default_factory=PathsSchema)
+
+
+def recsys_problems(cfg: DictConfig) -> list[str]:
+    problems = []
+    split = cfg.data.split
+    if split.protocol not in ("leave_last_out", "time_cutoff"):
+        problems.append(f"data.split.protocol '{split.protocol}' is unknown; use leave_last_out "
+                        "or time_cutoff")
+    if split.protocol == "time_cutoff" and split.cutoff is None:
+        problems.append("data.split.protocol=time_cutoff needs data.split.cutoff (an ISO date "
+                        "such as 1998-02-01, or unix seconds)")
+    if cfg.evaluate.k < 1 or cfg.evaluate.num_negatives < cfg.evaluate.k:
+        problems.append("evaluate.k must be >= 1 and <= evaluate.num_negatives")
+    if cfg.train.num_negatives < 1 or cfg.train.batch_size < 1:
+        problems.append("train.num_negatives and train.batch_size must be >= 1")
+    if list(cfg.evaluate.activity_buckets) != sorted(cfg.evaluate.activity_buckets):
+        problems.append("evaluate.activity_buckets must be increasing")
+    if cfg.train.early_stopping.mode not in ("min", "max"):
+        problems.append("train.early_stopping.mode must be 'min' or 'max'")
+    if not 0 < cfg.evaluate.confidence < 1:
+        problems.append("evaluate.confidence must be in (0, 1)")
+    return problems
+
+
+SCHEMAS: dict[str, type] = {"classification": ClassificationSchema, "lm": LMSchema,
+                            "recsys": RecsysSchema}
+_PROBLEMS = {"classification": classification_problems, "lm": lm_problems,
+             "recsys": recsys_problems}
 
 
 def check_values(task: str, cfg: DictConfig) -> list[str]:

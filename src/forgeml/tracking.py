@@ -170,3 +170,18 @@ def previous_runs(uri: str, experiment_name: str, exclude_run_id: str,
         "params": dict(run.data.params),
         "tags": {k: v for k, v in run.data.tags.items() if k.startswith(("forgeml.", "dvc."))},
     } for run in runs if run.info.run_id != exclude_run_id][:limit]
+
+
+def resolve_run(uri: str, run: str, pipeline: str) -> str:
+    """A run id as given, or `champion` → the run behind the registered model's alias."""
+    if run != "champion":
+        return run
+    from mlflow.exceptions import MlflowException
+
+    try:
+        version = client(uri).get_model_version_by_alias(pipeline, "champion")
+    except MlflowException:
+        raise TrackingError(
+            f"No champion is registered for pipeline '{pipeline}' in {uri}. Pass an MLflow run "
+            "id with --run, or promote a model (`forgeml retrain`).") from None
+    return version.run_id

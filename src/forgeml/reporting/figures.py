@@ -103,3 +103,47 @@ def perplexity_bars(rows: list[tuple[str, float, tuple[float, float]]]) -> bytes
     ax.set(title="Test perplexity (lower is better; 95% intervals)", xlabel="perplexity")
     ax.grid(alpha=0.3, axis="x")
     return _png(fig)
+
+
+def ranking_curves(ks: list[int], curves: dict[str, dict[str, list[float]]], k: int) -> bytes:
+    """HR@K and NDCG@K for K = 1..20, one line per scorer."""
+    fig, (ax_hr, ax_ndcg) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for (name, curve), style in zip(curves.items(), ("-o", "--s", ":^"), strict=False):
+        ax_hr.plot(ks, curve["hr"], style, ms=3, label=name)
+        ax_ndcg.plot(ks, curve["ndcg"], style, ms=3, label=name)
+    for ax, title in ((ax_hr, "Hit rate @K"), (ax_ndcg, "NDCG @K")):
+        ax.axvline(k, color="#999", lw=0.8)
+        ax.set(title=f"{title} (higher is better)", xlabel="K (list length)", ylim=(0, 1))
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return _png(fig)
+
+
+def recsys_learning_curves(history: list[dict], k: int) -> bytes:
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_rank) = plt.subplots(1, 2, figsize=(9, 3.4))
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], "-", label="train (sampled pairs)")
+    ax_loss.plot(epochs, [h["val_loss"] for h in history], "--", label="validation")
+    ax_rank.plot(epochs, [h["val_hr"] for h in history], "-", label=f"validation HR@{k}")
+    ax_rank.plot(epochs, [h["val_ndcg"] for h in history], "--", label=f"validation NDCG@{k}")
+    ax_loss.set(title="Loss (lower is better)", xlabel="epoch", ylabel="binary cross-entropy")
+    ax_rank.set(title="Ranking quality (higher is better)", xlabel="epoch")
+    for ax in (ax_loss, ax_rank):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return _png(fig)
+
+
+def slice_bars(slices: list[dict], names: list[str], k: int) -> bytes:
+    """HR@K per user-activity bucket and scorer."""
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    width = 0.8 / len(names)
+    x = np.arange(len(slices))
+    for j, name in enumerate(names):
+        ax.bar(x + j * width, [s[name] for s in slices], width, label=name)
+    ax.set_xticks(x + width * (len(names) - 1) / 2,
+                  [f"{s['bucket']}\n({s['users']} users)" for s in slices])
+    ax.set(title=f"HR@{k} by how active the user is (higher is better)", ylim=(0, 1))
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend()
+    return _png(fig)

@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from forgeml.errors import ConfigError
 
-TASKS = ("classification", "lm")
+TASKS = ("classification", "lm", "recsys")
 STAGES = ("prepare", "train", "evaluate", "report")
 
 

@@ -46,7 +46,7 @@ def train(cfg: DictConfig) -> dict | None:
     def finish(fitted: FittedRun) -> dict:
         samples_per_s = task.train_samples / task.train_seconds if task.train_seconds else 0.0
         summary = {
-            "best_val_loss": fitted.best_val_loss,
+            "best_val_loss": fitted.best_score,
             "best_val_acc": max((h["val_acc"] for h in task.history), default=math.nan),
             "epochs_trained": len(task.history),
             "stopped_early": len(task.history) < cfg.trainer.max_epochs,

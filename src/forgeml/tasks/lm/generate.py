@@ -8,7 +8,6 @@ from pathlib import Path
 
 import torch
 
-from forgeml import tracking
 from forgeml.data.tokenizer import Tokenizer, load_tokenizer
 from forgeml.errors import DataError, TrackingError
 from forgeml.models.gpt import GPT
@@ -28,21 +27,6 @@ def generate_text(network: GPT, tokenizer: Tokenizer, prompt: str, max_new_token
                            top_k, generator=generator)
     seconds = time.perf_counter() - start
     return tokenizer.decode(out[0, len(ids):].tolist()), max_new_tokens / max(seconds, 1e-9)
-
-
-def resolve_run(uri: str, run: str, pipeline: str) -> str:
-    """A run id as given, or `champion` → the run behind the registered model's alias."""
-    if run != "champion":
-        return run
-    from mlflow.exceptions import MlflowException
-
-    try:
-        version = tracking.client(uri).get_model_version_by_alias(pipeline, "champion")
-    except MlflowException:
-        raise TrackingError(
-            f"No champion is registered for pipeline '{pipeline}' in {uri}. Pass an MLflow run "
-            "id with --run, or promote a model (`forgeml retrain`).") from None
-    return version.run_id
 
 
 def load_logged(uri: str, run_id: str) -> tuple[GPT, Tokenizer]:

@@ -49,7 +49,7 @@ def train(cfg: DictConfig) -> dict | None:
         tokens_per_s = module.train_tokens * fitted.trainer.world_size / module.train_seconds \
             if module.train_seconds else 0.0
         summary = {
-            "best_val_loss": fitted.best_val_loss,
+            "best_val_loss": fitted.best_score,
             "best_val_step": best.get("step", 0),
             "steps_trained": fitted.trainer.global_step,
             "train_seconds": module.train_seconds,

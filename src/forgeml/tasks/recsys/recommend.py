@@ -1,0 +1,94 @@
+"""Top-k recommendations from a recommender that MLflow logged (by run id or the registry's
+`champion`): for one user, or for every user into a CSV/JSONL file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from forgeml.errors import DataError, TrackingError
+from forgeml.io import atomic_write_text
+from forgeml.models.ranker import score_candidates
+from forgeml.tasks.recsys.train import seen_items
+
+
+class LoggedRecommender:
+    def __init__(self, network: nn.Module, catalog: dict, seen: list[set[int]]):
+        self.network, self.catalog, self.seen = network.eval(), catalog, seen
+        self.user_codes = {u: i for i, u in enumerate(catalog["user_ids"])}
+        self.n_items = len(catalog["item_ids"])
+
+    def user_code(self, user_id: str) -> int:
+        if user_id not in self.user_codes:
+            known = self.catalog["user_ids"]
+            raise DataError(f"Unknown user id '{user_id}': the model knows {len(known):,} users "
+                            f"(e.g. {', '.join(known[:3])}). New users need a retrained model.")
+        return self.user_codes[user_id]
+
+    @torch.no_grad()
+    def top_k(self, codes: list[int], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Item codes and scores (len(codes), k) of the best unseen items per user."""
+        items = torch.arange(self.n_items).expand(len(codes), -1)
+        scores = score_candidates(self.network, torch.tensor(codes), items).numpy()
+        for row, code in enumerate(codes):
+            scores[row, list(self.seen[code])] = -np.inf
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return top, np.take_along_axis(scores, top, axis=1)
+
+    def for_user(self, user_id: str, k: int) -> list[dict]:
+        top, scores = self.top_k([self.user_code(user_id)], k)
+        return [self._row(user_id, rank, item, score)
+                for rank, (item, score) in enumerate(zip(top[0], scores[0], strict=True), 1)]
+
+    def for_all(self, k: int, batch: int = 256) -> list[dict]:
+        rows = []
+        ids = self.catalog["user_ids"]
+        for start in range(0, len(ids), batch):
+            codes = list(range(start, min(start + batch, len(ids))))
+            top, scores = self.top_k(codes, k)
+            for code, items, values in zip(codes, top, scores, strict=True):
+                rows += [self._row(ids[code], rank, item, score)
+                         for rank, (item, score) in enumerate(zip(items, values, strict=True), 1)]
+        return rows
+
+    def _row(self, user_id: str, rank: int, item: int, score: float) -> dict:
+        return {"user_id": user_id, "rank": rank, "item_id": self.catalog["item_ids"][item],
+                "title": self.catalog["titles"][item], "score": round(float(score), 6)}
+
+
+def load_logged(uri: str, run_id: str) -> LoggedRecommender:
+    import mlflow.artifacts
+    import mlflow.pytorch
+    from mlflow.exceptions import MlflowException
+
+    try:
+        network = mlflow.pytorch.load_model(f"runs:/{run_id}/model", map_location="cpu")
+        folder = Path(mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path="recommender", tracking_uri=uri))
+    except (MlflowException, OSError) as err:
+        raise TrackingError(f"Cannot load the recommender of run {run_id} from {uri}: "
+                            f"{str(err).splitlines()[0]}") from None
+    catalog = json.loads((folder / "catalog.json").read_text(encoding="utf-8"))
+    return LoggedRecommender(network, catalog,
+                             seen_items(folder / "seen.npz", len(catalog["user_ids"])))
+
+
+def write_rows(rows: list[dict], path: Path) -> Path:
+    """CSV, or JSON lines when the file name ends in .jsonl; written atomically."""
+    if path.suffix == ".jsonl":
+        text = "".join(json.dumps(r) + "\n" for r in rows)
+    else:
+        import csv
+        import io
+
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=["user_id", "rank", "item_id", "title",
+                                                    "score"])
+        writer.writeheader()
+        writer.writerows(rows)
+        text = buffer.getvalue()
+    return atomic_write_text(path, text)

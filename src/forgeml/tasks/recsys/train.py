@@ -1,0 +1,90 @@
+"""train (recsys): fit the configured recommender (GMF, MLP or NeuMF) on training interactions
+with negatives re-drawn every epoch; the checkpoint with the best validation NDCG@K is kept."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+from torch import nn
+
+from forgeml import tracking
+from forgeml.artifacts import load_best_weights, read_data_card
+from forgeml.config import instantiate
+from forgeml.data.interactions import TRAIN, VAL, InteractionDataModule
+from forgeml.fitting import FittedRun, fit
+from forgeml.io import atomic_write_text
+from forgeml.models.ranker import Recommender
+
+
+def make_network(cfg: DictConfig, card: dict) -> nn.Module:
+    return instantiate(cfg.model, "model", num_users=card["users"], num_items=card["items"])
+
+
+def load_network(cfg: DictConfig) -> nn.Module:
+    return load_best_weights(cfg, make_network(cfg, read_data_card(cfg)))
+
+
+def train(cfg: DictConfig) -> dict | None:
+    import pytorch_lightning as pl
+
+    card = read_data_card(cfg)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    network = make_network(cfg, card)
+    k = cfg.evaluate.k
+    module = Recommender(network, optimizer=instantiate(cfg.optimizer, "optimizer"), k=k,
+                         check_finite_every_n_steps=cfg.train.check_finite_every_n_steps)
+    datamodule = InteractionDataModule(cfg.paths.prepared, cfg.train.batch_size,
+                                       cfg.train.eval_batch_size, cfg.train.num_negatives,
+                                       cfg.seed)
+
+    def finish(fitted: FittedRun) -> dict:
+        history = module.history
+        summary = {
+            "best_val_ndcg": fitted.best_score,
+            "best_val_hr": max((h["val_hr"] for h in history), default=math.nan),
+            "epochs_trained": len(history),
+            "stopped_early": len(history) < cfg.trainer.max_epochs,
+            "train_seconds": module.train_seconds,
+            "train_pairs_per_second": module.train_pairs / module.train_seconds
+            if module.train_seconds else 0.0,
+            "parameters": sum(p.numel() for p in network.parameters()),
+        }
+        # What `forgeml recommend` needs beside the model: ids, titles, what each user has seen.
+        data = datamodule.data
+        seen = fitted.staging / "seen.npz"
+        known = np.isin(data.split, (TRAIN, VAL))
+        np.savez_compressed(seen, user=data.user[known].astype(np.int32),
+                            item=data.item[known].astype(np.int32))
+        catalog = atomic_write_text(fitted.staging / "catalog.json", json.dumps(data.catalog))
+        tracking.log_artifacts(fitted.uri, fitted.run_id, [seen, catalog], "recommender")
+        if cfg.logger.log_model:
+            example = np.array([[0, 0], [0, 1]], dtype=np.int64)
+            tracking.log_model(fitted.uri, fitted.run_id, network, example)
+        curve = "epoch,train_loss,val_loss,val_hr,val_ndcg\n" + "".join(
+            f"{h['epoch']},{h['train_loss']:.6f},{h['val_loss']:.6f},{h['val_hr']:.6f},"
+            f"{h['val_ndcg']:.6f}\n" for h in history)
+        atomic_write_text(Path(cfg.paths.plots) / "learning_curve.csv", curve)
+        return summary
+
+    return fit(cfg, module, datamodule, card, finish, monitor=f"val/ndcg_at_{k}", mode="max")
+
+
+def summarize(cfg: DictConfig, record: dict) -> str:
+    return (f"trained {record['epochs_trained']} epochs in {record['train_seconds']:.0f} s "
+            f"({record['train_pairs_per_second']:,.0f} pairs/s); best val NDCG@{cfg.evaluate.k} "
+            f"{record['best_val_ndcg']:.4f}, HR@{cfg.evaluate.k} {record['best_val_hr']:.4f}; "
+            f"MLflow run {record['run_id']}")
+
+
+def seen_items(path: Path, n_users: int) -> list[set[int]]:
+    arrays = np.load(path)
+    out: list[set[int]] = [set() for _ in range(n_users)]
+    for u, i in zip(arrays["user"].tolist(), arrays["item"].tolist(), strict=True):
+        out[u].add(i)
+    return out
+
+
