@@ -222,6 +222,7 @@ class ImplicitSchema:
 @dataclass
 class InteractionSplitSchema:
     protocol: str = "leave_last_out"
+    val: str = "random"
     cutoff: Any = None  # ISO date string or unix seconds
     test_days: float | None = None
     seed: int = 42

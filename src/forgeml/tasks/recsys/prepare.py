@@ -29,10 +29,12 @@ def keep_latest(users: np.ndarray, items: np.ndarray, stamps: np.ndarray) -> np.
     return np.sort(order[last])
 
 
-def leave_last_out(users: np.ndarray, stamps: np.ndarray) -> np.ndarray:
-    """Per user, the latest interaction → test, the one before → val, the rest → train.
-    Users with fewer than 3 interactions keep all of them in train. Ties in time break by row
-    order, so the split is deterministic."""
+def leave_last_out(users: np.ndarray, stamps: np.ndarray, val: str = "last",
+                   seed: int = 0) -> np.ndarray:
+    """Per user, the latest interaction → test; one more → val: the one before it (`last`) or a
+    random earlier one (`random`, which leaves the most recent history in train, as the NCF
+    protocol trains on everything but the held-out item). The rest → train. Users with fewer
+    than 3 interactions keep all of them in train. Ties in time break by row order."""
     split = np.full(len(users), TRAIN)
     order = np.lexsort((np.arange(len(users)), stamps, users))
     sorted_users = users[order]
@@ -40,7 +42,15 @@ def leave_last_out(users: np.ndarray, stamps: np.ndarray) -> np.ndarray:
     starts = np.r_[0, ends[:-1] + 1]
     enough = (ends - starts + 1) >= 3
     split[order[ends[enough]]] = TEST
-    split[order[ends[enough] - 1]] = VAL
+    if val == "last":
+        split[order[ends[enough] - 1]] = VAL
+    elif val == "random":
+        rng = np.random.default_rng(seed)
+        lengths = ends[enough] - starts[enough]  # interactions before the test one
+        picks = starts[enough] + np.floor(rng.random(len(lengths)) * lengths).astype(np.int64)
+        split[order[picks]] = VAL
+    else:
+        raise ConfigError(f"data.split.val '{val}' is unknown: use last or random.")
     return split
 
 
@@ -69,7 +79,7 @@ def time_cutoff(users: np.ndarray, items: np.ndarray, stamps: np.ndarray, cutoff
     if not before.any():
         raise DataError(f"No interactions before the cutoff {_date(cutoff)} (data starts "
                         f"{_date(stamps.min())}): nothing to train on.")
-    inner = leave_last_out(users[before], stamps[before])
+    inner = leave_last_out(users[before], stamps[before], "last")
     inner[inner == TEST] = TRAIN  # within the training window, only the val hold-out matters
     split[before] = inner
     known_users = set(users[split == TRAIN].tolist())
@@ -135,7 +145,7 @@ def prepare(cfg: DictConfig) -> dict:
     n_users, n_items = len(user_ids), len(item_ids)
     split_cfg = data.split
     if split_cfg.protocol == "leave_last_out":
-        split = leave_last_out(user_codes, stamps)
+        split = leave_last_out(user_codes, stamps, split_cfg.val, split_cfg.seed)
         extra: dict[str, int] = {}
     elif split_cfg.protocol == "time_cutoff":
         if split_cfg.cutoff is None:
@@ -179,7 +189,7 @@ def prepare(cfg: DictConfig) -> dict:
             "max": int(train_per_user.max())},
         "time_range": {name: [_date(stamps[split == s].min()), _date(stamps[split == s].max())]
                        for s, name in SPLIT_NAMES.items() if (split == s).any()},
-        "split": {"protocol": split_cfg.protocol, "seed": split_cfg.seed,
+        "split": {"protocol": split_cfg.protocol, "seed": split_cfg.seed, "val": split_cfg.val,
                   "cutoff": None if split_cfg.cutoff is None
                   else _date(parse_cutoff(split_cfg.cutoff)),
                   "test_days": split_cfg.test_days},
