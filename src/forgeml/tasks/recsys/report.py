@@ -196,7 +196,7 @@ def _slice_note(slices: list[dict], model_name: str) -> str:
     return (f"{model_name} serves users with {best['bucket']} best ({best['model']:.1%}) and "
             f"users with {worst['bucket']} worst ({worst['model']:.1%}): a gap of "
             f"{(max(values) - min(values)) * 100:.1f} points. Heavy users have seen more of the "
-            "catalogue, so their next choice is harder to guess.")
+            "catalogue, so their next choice is likely harder to guess.")
 
 
 def _data_card_rows(card: dict) -> list[tuple[str, str]]:
