@@ -16,12 +16,23 @@ from omegaconf import OmegaConf
 from conftest import BIN, REPO, make_project, run
 from forgeml.config import compose
 from forgeml.data.text_corpus import TextCorpus, folder, shakespeare
-from forgeml.data.tokenizer import BPETokenizer, CharTokenizer, fit_tokenizer, tokenizer_from_json
+from forgeml.data.tokenizer import (
+    BPETokenizer,
+    CharTokenizer,
+    fit_tokenizer,
+    load_tokenizer,
+    tokenizer_from_json,
+)
 from forgeml.errors import ConfigError, DataError
-from forgeml.lm_metrics import bigram_window_nll, target_positions, unigram_window_nll
+from forgeml.lm_metrics import (
+    bigram_window_nll,
+    summarize_nll,
+    target_positions,
+    unigram_window_nll,
+)
 from forgeml.models.gpt import GPT
 from forgeml.models.language_model import warmup_cosine
-from forgeml.tasks.lm.prepare import split_works
+from forgeml.tasks.lm.prepare import prepare, split_works
 
 FORGEML = str(BIN / "forgeml")
 LM_PARAMS = "pipelines/lm/params.yaml"
@@ -170,6 +181,23 @@ def test_bpe_round_trips_any_text():
     assert len(bpe.encode(sample)) < 0.7 * len(sample)  # merges learned: fewer tokens than chars
     again = tokenizer_from_json(bpe.to_json())
     assert again.encode(sample) == bpe.encode(sample)
+
+
+def test_bpe_prepare_writes_fewer_tokens_than_characters(tmp_path):
+    cfg = compose([*TINY, "data.tokenizer.kind=bpe", "data.tokenizer.vocab_size=512",
+                   "data.source.max_chars_per_work=4000"], config_dir=REPO / "conf")
+    cfg.paths.prepared = str(tmp_path / "lm")
+    card = prepare(cfg)
+    assert card["tokenizer"] == {"kind": "bpe", "vocab_size": 512, "dtype": "uint16"}
+    for split in ("train", "val", "test"):
+        assert card["counts"][split] < 0.8 * card["chars"][split]
+    tokenizer = load_tokenizer(tmp_path / "lm" / "tokenizer.json")
+    tokens = np.fromfile(tmp_path / "lm" / "test.bin", dtype=np.uint16)
+    assert len(tokenizer.decode(tokens.tolist())) == card["chars"]["test"]  # lossless
+    # Bits per character from bits per token: divide by characters per token.
+    chars_per_token = card["chars"]["test"] / card["counts"]["test"]
+    summary = summarize_nll(np.array([2.0, 2.0]), chars_per_token)
+    assert summary["bits_per_char"] == pytest.approx(2.0 / math.log(2) / chars_per_token)
 
 
 def test_char_tokenizer_maps_unseen_characters_to_unknown():
