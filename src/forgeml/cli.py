@@ -137,6 +137,43 @@ def recommend(
               f"score {row['score']:.3f})")
 
 
+@app.command()
+def retrain(
+    pipeline: Annotated[str, typer.Argument(help="Pipeline name, e.g. digits or recsys.")],
+    force: Annotated[bool, typer.Option(help="Retrain even if nothing changed.")] = False,
+    wait: Annotated[bool, typer.Option(help="Wait for a running retrain instead of exiting.")]
+    = False,
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="Advance a time split to this date (conf/retrain/<p>.yaml as_of).")]
+    = None,
+    overrides: Annotated[list[str] | None, typer.Option(
+        "--set", "-S", help="Hydra override for this run's params, e.g. optimizer.lr=0.01.")]
+    = None,
+) -> None:
+    """Retrain on a schedule: lock, detect changes, run, gate against the champion, promote."""
+    from forgeml.retrain.job import retrain as run
+
+    result = run(pipeline, force=force, wait=wait, as_of=as_of, overrides=overrides or [],
+                 echo=console.print)
+    if result["decision"] in ("promoted", "rejected"):
+        console.print(f"retraining record: retrain/{pipeline}/retraining.html")
+
+
+@app.command()
+def rollback(
+    pipeline: Annotated[str, typer.Argument(help="Pipeline (registered model) name.")],
+    tracking_uri: Annotated[str | None, typer.Option(
+        "--tracking-uri", help="Default: $MLFLOW_TRACKING_URI, else the project's mlflow.db.")]
+    = None,
+) -> None:
+    """Point the `champion` alias back at the previous champion."""
+    from forgeml.retrain.registry import rollback as run
+    from forgeml.tracking import default_tracking_uri
+
+    was, now = run(tracking_uri or default_tracking_uri(), pipeline)
+    console.print(f"{pipeline}: champion moved from version {was} back to version {now}")
+
+
 def main() -> None:
     # Artifact downloads (report, generate, recommend) would draw progress bars on stderr.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

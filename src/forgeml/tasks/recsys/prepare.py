@@ -17,6 +17,7 @@ from forgeml.io import atomic_dir, atomic_write_json, sha256_file
 
 TRAIN, VAL, TEST = 0, 1, 2
 SPLIT_NAMES = {TRAIN: "train", VAL: "val", TEST: "test"}
+ACTIVITY_EDGES = [0, 1, 11, 31, 101, 301]
 FILES = ("interactions.npz", "val_negatives.npy", "test_negatives.npy", "catalog.json")
 
 
@@ -187,6 +188,9 @@ def prepare(cfg: DictConfig) -> dict:
         "train_interactions_per_user": {
             "min": int(train_per_user.min()), "median": float(np.median(train_per_user)),
             "max": int(train_per_user.max())},
+        # Users per bucket of training activity: the reference distribution for drift checks.
+        "activity_histogram": {"edges": ACTIVITY_EDGES, "users": np.histogram(
+            train_per_user, bins=[*ACTIVITY_EDGES, np.inf])[0].tolist()},
         "time_range": {name: [_date(stamps[split == s].min()), _date(stamps[split == s].max())]
                        for s, name in SPLIT_NAMES.items() if (split == s).any()},
         "split": {"protocol": split_cfg.protocol, "seed": split_cfg.seed, "val": split_cfg.val,

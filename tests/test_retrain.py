@@ -1,0 +1,154 @@
+"""Scheduled retraining through the real CLI (`forgeml retrain`, `forgeml rollback`) on the digits
+pipeline with a local sqlite MLflow, and once against an MLflow server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import BIN, make_project, run
+
+FORGEML = str(BIN / "forgeml")
+QUICK = ["--set", "trainer.max_epochs=2", "--set", "trainer.enable_progress_bar=false"]
+
+
+def _retrain(project, *args, check=True, env=None):
+    return run([FORGEML, "retrain", "digits", *args], cwd=project, check=check, env=env)
+
+
+def _registry(project, uri=None):
+    return MlflowClient(tracking_uri=uri or f"sqlite:///{project / 'mlflow.db'}")
+
+
+def _champion(client):
+    return str(client.get_model_version_by_alias("digits", "champion").version)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    project = make_project(tmp_path_factory.mktemp("retrain"))
+    settings = project / "conf/retrain/digits.yaml"
+    settings.write_text(settings.read_text().replace("floor: 0.9", "floor: 0.05"))
+    return project
+
+
+def test_first_run_promotes_a_champion_above_the_floor(project):
+    # A deliberately weak first model: a tiny learning rate for one epoch.
+    out = _retrain(project, "--set", "optimizer.lr=0.00003", "--set", "trainer.max_epochs=1",
+                   "--set", "trainer.enable_progress_bar=false").stdout
+    assert "decision: promoted" in out and "no champion yet" in out
+    client = _registry(project)
+    assert _champion(client) == "1"
+    assert client.get_model_version("digits", "1").tags["forgeml.retrain.decision"] == "promoted"
+    assert (project / "retrain/digits/retraining.html").is_file()
+
+
+def test_a_better_challenger_is_promoted(project):
+    out = _retrain(project, *QUICK).stdout
+    assert "decision: promoted" in out
+    client = _registry(project)
+    assert _champion(client) == "2"
+    assert str(client.get_model_version_by_alias("digits", "challenger").version) == "2"
+    old = client.get_model_version("digits", "1").tags
+    assert old["forgeml.retrain.last_outcome"] == "replaced"
+
+
+def test_a_worse_challenger_is_not_promoted_and_the_reason_is_recorded(project):
+    out = _retrain(project, "--set", "optimizer.lr=0.000001", *QUICK).stdout
+    assert "decision: rejected" in out
+    client = _registry(project)
+    assert _champion(client) == "2"
+    tags = client.get_model_version("digits", "3").tags
+    assert tags["forgeml.retrain.decision"] == "rejected"
+    assert "vs champion v2" in tags["forgeml.retrain.reason"]
+    markdown = (project / "retrain/digits/retraining.md").read_text()
+    assert "## This run: rejected" in markdown and "| Champion (version 2)" in markdown
+    assert markdown.count("| promoted |") == 2  # the history of earlier decisions
+
+
+def test_nothing_changed_is_skipped(project):
+    before = len(_registry(project).search_model_versions("name='digits'"))
+    out = _retrain(project).stdout
+    assert "nothing changed" in out and "skipped" in out
+    assert len(_registry(project).search_model_versions("name='digits'")) == before
+
+
+def test_a_failure_after_registration_leaves_the_champion_and_registry_consistent(project):
+    result = _retrain(project, "--force", check=False,
+                      env={"FORGEML_RETRAIN_FAULT": "after_register"})
+    assert result.returncode != 0 and "fault injected" in result.stderr
+    client = _registry(project)
+    assert _champion(client) == "2"
+    failed = client.get_model_version("digits", "4")
+    assert failed.tags["forgeml.retrain.decision"] == "failed"
+    assert "challenger" not in failed.aliases and "champion" not in failed.aliases
+
+
+def test_rollback_points_champion_at_the_previous_champion(project):
+    out = run([FORGEML, "rollback", "digits"], cwd=project).stdout
+    assert "from version 2 back to version 1" in out
+    assert _champion(_registry(project)) == "1"
+    again = run([FORGEML, "rollback", "digits"], cwd=project, check=False)
+    assert again.returncode == 2 and "no previous champion" in again.stderr
+
+
+def test_two_concurrent_retrains_run_exactly_once(tmp_path):
+    project = make_project(tmp_path / "concurrent")
+    env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+    env.update(PATH=f"{BIN}{os.pathsep}{env['PATH']}", PYTHONWARNINGS="ignore")
+    command = [FORGEML, "retrain", "digits", *QUICK]
+    first = subprocess.Popen(command, cwd=project, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    lock_info = project / ".forgeml/locks/digits.json"
+    deadline = time.time() + 60
+    while not lock_info.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    second = run(command, cwd=project)
+    assert "another retrain of 'digits' is running" in second.stdout
+    out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err
+    assert "decision: promoted" in out
+    assert len(_registry(project).search_model_versions("name='digits'")) == 1
+    # The lock is free again: a stale lock file from a dead process does not block either.
+    lock_info.write_text(json.dumps({"pid": 999999, "started": "long ago"}))
+    assert "nothing changed" in _retrain(project).stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_retrain_works_against_an_mlflow_server(tmp_path):
+    project = make_project(tmp_path / "served")
+    port = _free_port()
+    server = subprocess.Popen(
+        [str(BIN / "mlflow"), "server", "--backend-store-uri",
+         f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination",
+         str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers",
+         "1"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        import urllib.request
+
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"{uri}/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        out = _retrain(project, *QUICK, env={"MLFLOW_TRACKING_URI": uri}).stdout
+        assert "decision: promoted" in out
+        assert _champion(_registry(project, uri)) == "1"
+        assert not (project / "mlflow.db").exists()  # everything went to the server
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
