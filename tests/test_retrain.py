@@ -152,3 +152,24 @@ def test_retrain_works_against_an_mlflow_server(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_rolling_recommender_retrains_rescore_the_champion_on_each_new_window(tmp_path):
+    project = make_project(tmp_path / "rolling")
+    settings = project / "conf/retrain/recsys.yaml"
+    settings.write_text(settings.read_text().replace("floor: 0.3", "floor: 0.0"))
+    quick = ["--set", "trainer.max_epochs=2", "--set", "trainer.enable_progress_bar=false"]
+    first = run([FORGEML, "retrain", "recsys", "--as-of", "1998-01-01", *quick], cwd=project)
+    assert "decision: promoted" in first.stdout
+    second = run([FORGEML, "retrain", "recsys", "--as-of", "1998-02-01", *quick], cwd=project)
+    assert "vs champion v1" in second.stdout  # re-scored on the February window
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("recsys-retrain")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.data.tags["forgeml.retrain.as_of"] for r in runs) == ["1998-01-01",
+                                                                          "1998-02-01"]
+    assert all("champion" in r.data.metrics for r in runs
+               if r.data.tags["forgeml.retrain.as_of"] == "1998-02-01")
+    history = (project / "retrain/recsys/retraining.md").read_text()
+    assert "| 1998-01-01 | promoted |" in history and "1998-02-01" in history
