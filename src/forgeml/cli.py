@@ -153,8 +153,9 @@ def retrain(
     """Retrain on a schedule: lock, detect changes, run, gate against the champion, promote."""
     from forgeml.retrain.job import retrain as run
 
+    # Unwrapped lines: these end up in cron / systemd / CI logs.
     result = run(pipeline, force=force, wait=wait, as_of=as_of, overrides=overrides or [],
-                 echo=console.print)
+                 echo=lambda text: console.print(text, soft_wrap=True, highlight=False))
     if result["decision"] in ("promoted", "rejected"):
         console.print(f"retraining record: retrain/{pipeline}/retraining.html")
 
