@@ -1,4 +1,6 @@
-"""`forgeml`: the stage commands that dvc.yaml calls, plus compose. Heavy imports stay lazy."""
+"""`forgeml`: the stage commands that dvc.yaml calls (dispatched on pipeline.task), compose, and
+the serving and operations commands: generate, recommend, retrain, rollback. Heavy imports stay
+lazy."""
 
 from __future__ import annotations
 
