@@ -3,7 +3,6 @@ engineer checks."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +11,16 @@ from omegaconf import DictConfig
 from forgeml import tracking
 from forgeml.artifacts import read_data_card, read_evaluation, read_run
 from forgeml.data.tensors import load_split
-from forgeml.metrics import paired_bootstrap_difference
 from forgeml.reporting import figures
-from forgeml.reporting.render import lineage, points, table, write_report
-
-log = logging.getLogger(__name__)
+from forgeml.reporting.render import (
+    FIRST_RUN,
+    judgement,
+    lineage,
+    paired_with_previous,
+    points,
+    table,
+    write_report,
+)
 
 
 def report(cfg: DictConfig) -> Path:
@@ -93,24 +97,17 @@ def _compare_with_previous(uri: str, previous: dict, predictions: dict, card: di
             "ci": (previous["metrics"].get("test/acc_ci_low"),
                    previous["metrics"].get("test/acc_ci_high")),
             "model": previous["tags"].get("forgeml.model", "?"), "paired": None}
-    if previous["tags"].get("forgeml.data_hash") != card["data_hash"]:
-        return info
-    try:
-        import mlflow.artifacts
-
-        path = mlflow.artifacts.download_artifacts(
-            run_id=previous["run_id"], artifact_path="evaluation/predictions.csv",
-            tracking_uri=uri)
-        theirs = _read_predictions(Path(path))
-    except Exception as err:  # an old run without predictions: fall back to intervals
-        log.warning("cannot load predictions of run %s: %s", previous["run_id"], err)
-        return info
-    mine = predictions["predicted"] == predictions["label"]
-    other = theirs["predicted"] == theirs["label"]
-    if len(mine) == len(other):
-        info["paired"] = paired_bootstrap_difference(
-            mine, other, cfg.evaluate.bootstrap_samples, cfg.evaluate.confidence, cfg.seed)
+    if previous["tags"].get("forgeml.data_hash") == card["data_hash"]:
+        info["paired"] = paired_with_previous(
+            cfg, uri, previous["run_id"], "evaluation/predictions.csv", _correct,
+            _correct(predictions))
     return info
+
+
+def _correct(predictions: dict | Path) -> np.ndarray:
+    if isinstance(predictions, Path):
+        predictions = _read_predictions(predictions)
+    return predictions["predicted"] == predictions["label"]
 
 
 def _verdict(cfg, run, card, result, previous) -> dict:
@@ -133,18 +130,15 @@ def _verdict(cfg, run, card, result, previous) -> dict:
             f"{'a clear difference' if clear or gap['high'] < 0 else 'not a clear difference'}).")
     better = worse = False
     if previous is None:
-        sentences.append("This is the first evaluated run of this pipeline, so there is no "
-                         "earlier model to compare with.")
+        sentences.append(FIRST_RUN)
         better = "baseline" not in result or result["baseline"]["vs_model"]["low"] > 0
     elif previous["paired"]:
         diff = previous["paired"]
-        better, worse = diff["low"] > 0, diff["high"] < 0
-        judgement = ("a clear improvement" if better else "a clear regression" if worse
-                     else "within noise: not clearly different")
+        better, worse, words = judgement(diff)
         sentences.append(
             f"Against the previous run ({previous['model']} '{previous['name']}', "
             f"{previous['acc']:.1%}) on the same test images it is {points(diff['difference'])} "
-            f"(95% interval {points(diff['low'])} to {points(diff['high'])}): {judgement}.")
+            f"(95% interval {points(diff['low'])} to {points(diff['high'])}): {words}.")
     else:
         delta = result["acc"] - previous["acc"]
         sentences.append(

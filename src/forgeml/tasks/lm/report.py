@@ -3,7 +3,6 @@ much, what does its text look like, and what did it cost."""
 
 from __future__ import annotations
 
-import logging
 import math
 from pathlib import Path
 
@@ -12,11 +11,16 @@ from omegaconf import DictConfig
 
 from forgeml import tracking
 from forgeml.artifacts import read_data_card, read_evaluation, read_run
-from forgeml.metrics import paired_bootstrap_difference
 from forgeml.reporting import figures
-from forgeml.reporting.render import lineage, table, write_report
+from forgeml.reporting.render import (
+    FIRST_RUN,
+    judgement,
+    lineage,
+    paired_with_previous,
+    table,
+    write_report,
+)
 
-log = logging.getLogger(__name__)
 METRIC = "test/perplexity"
 
 
@@ -96,23 +100,11 @@ def _compare_with_previous(cfg: DictConfig, uri: str, previous: dict, card: dict
             "paired": None}
     same_data = previous["tags"].get("forgeml.data_hash") == card["data_hash"]
     same_windows = previous["params"].get("model.block_size") == str(cfg.model.block_size)
-    if not (same_data and same_windows):
-        return info
-    try:
-        import mlflow.artifacts
-
-        path = mlflow.artifacts.download_artifacts(
-            run_id=previous["run_id"], artifact_path="evaluation/window_nll.csv",
-            tracking_uri=uri)
-        theirs = _read_window_nll(Path(path))
-    except Exception as err:  # an old run without per-window losses: intervals only
-        log.warning("cannot load per-window losses of run %s: %s", previous["run_id"], err)
-        return info
-    mine = _read_window_nll(Path(cfg.paths.eval) / "window_nll.csv")
-    if len(mine) == len(theirs):
+    if same_data and same_windows:
         # Their loss minus ours per window: > 0 means this run predicts better.
-        info["paired"] = paired_bootstrap_difference(
-            theirs, mine, cfg.evaluate.bootstrap_samples, cfg.evaluate.confidence, cfg.seed)
+        info["paired"] = paired_with_previous(
+            cfg, uri, previous["run_id"], "evaluation/window_nll.csv", _read_window_nll,
+            _read_window_nll(Path(cfg.paths.eval) / "window_nll.csv"), lower_is_better=True)
     return info
 
 
@@ -151,18 +143,15 @@ def _verdict(cfg, run, card, result, previous, unit: str) -> dict:
             "different configuration before it is useful.")
     better, worse = clear, False
     if previous is None:
-        sentences.append("This is the first evaluated run of this pipeline, so there is no "
-                         "earlier model to compare with.")
+        sentences.append(FIRST_RUN)
     elif previous["paired"]:
         diff = previous["paired"]
-        better, worse = diff["low"] > 0, diff["high"] < 0
-        judgement = ("a clear improvement" if better else "a clear regression" if worse
-                     else "within noise: not clearly different")
+        better, worse, words = judgement(diff)
         sentences.append(
             f"Against the previous run ('{previous['name']}', perplexity "
             f"{previous['perplexity']:.2f}) on the same test windows, its loss is "
             f"{diff['difference']:+.4f} nats/{unit} lower (95% interval {diff['low']:+.4f} to "
-            f"{diff['high']:+.4f}): {judgement}.")
+            f"{diff['high']:+.4f}): {words}.")
     else:
         sentences.append(
             f"The previous run ('{previous['name']}') had perplexity "

@@ -3,7 +3,6 @@ than popularity and matrix factorisation, and than the last run; for whom; at wh
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +10,17 @@ from omegaconf import DictConfig
 
 from forgeml import tracking
 from forgeml.artifacts import read_data_card, read_evaluation, read_run
-from forgeml.metrics import paired_bootstrap_difference
 from forgeml.ranking_metrics import hit_rate
 from forgeml.reporting import figures
-from forgeml.reporting.render import lineage, points, table, write_report
-
-log = logging.getLogger(__name__)
+from forgeml.reporting.render import (
+    FIRST_RUN,
+    judgement,
+    lineage,
+    paired_with_previous,
+    points,
+    table,
+    write_report,
+)
 
 
 def metric_name(k: int) -> str:
@@ -92,21 +96,11 @@ def _compare_with_previous(cfg: DictConfig, uri: str, previous: dict, card: dict
             "hr": previous["metrics"][metric_name(k)],
             "ci": (previous["metrics"].get(f"test/hr_at_{k}_ci_low"),
                    previous["metrics"].get(f"test/hr_at_{k}_ci_high")), "paired": None}
-    if previous["tags"].get("forgeml.data_hash") != card["data_hash"]:
-        return info
-    try:
-        import mlflow.artifacts
-
-        path = mlflow.artifacts.download_artifacts(
-            run_id=previous["run_id"], artifact_path="evaluation/ranks.csv", tracking_uri=uri)
-        theirs = _read_model_hits(Path(path), k)
-    except Exception as err:  # an old run without ranks: intervals only
-        log.warning("cannot load ranks of run %s: %s", previous["run_id"], err)
-        return info
-    mine = _read_model_hits(Path(cfg.paths.eval) / "ranks.csv", k)
-    if len(mine) == len(theirs):
-        info["paired"] = paired_bootstrap_difference(
-            mine, theirs, cfg.evaluate.bootstrap_samples, cfg.evaluate.confidence, cfg.seed)
+    if previous["tags"].get("forgeml.data_hash") == card["data_hash"]:
+        info["paired"] = paired_with_previous(
+            cfg, uri, previous["run_id"], "evaluation/ranks.csv",
+            lambda path: _read_model_hits(path, k),
+            _read_model_hits(Path(cfg.paths.eval) / "ranks.csv", k))
     return info
 
 
@@ -142,18 +136,15 @@ def _verdict(cfg, run, card, result, previous, model_name: str) -> dict:
             f"{full['mf']['hr']:.1%}).")
     worse = False
     if previous is None:
-        sentences.append("This is the first evaluated run of this pipeline, so there is no "
-                         "earlier model to compare with.")
+        sentences.append(FIRST_RUN)
     elif previous["paired"]:
         diff = previous["paired"]
-        better, worse = diff["low"] > 0, diff["high"] < 0
-        judgement = ("a clear improvement" if better else "a clear regression" if worse
-                     else "within noise: not clearly different")
+        better, worse, words = judgement(diff)
         sentences.append(
             f"Against the previous run ({previous['model']} '{previous['name']}', "
             f"{previous['hr']:.1%}) on the same held-out choices it is "
             f"{points(diff['difference'])} (95% interval {points(diff['low'])} to "
-            f"{points(diff['high'])}): {judgement}.")
+            f"{points(diff['high'])}): {words}.")
     else:
         sentences.append(
             f"The previous run ({previous['model']} '{previous['name']}') scored "
