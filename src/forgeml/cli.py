@@ -1,6 +1,6 @@
 """`forgeml`: the stage commands that dvc.yaml calls (dispatched on pipeline.task), compose, and
-the serving and operations commands: generate, recommend, retrain, rollback. Heavy imports stay
-lazy."""
+the serving and operations commands: generate, recommend, predict, retrain, rollback. Heavy
+imports stay lazy."""
 
 from __future__ import annotations
 
@@ -65,6 +65,12 @@ def prepare(params: ParamsOption = Path("params.yaml")) -> None:
 def train(params: ParamsOption = Path("params.yaml")) -> None:
     """Train the configured model with Lightning; log the MLflow run and the model."""
     _run_stage("train", params)
+
+
+@app.command()
+def baselines(params: ParamsOption = Path("params.yaml")) -> None:
+    """Train the comparison models listed under `baselines` (sentiment) on the same split."""
+    _run_stage("baselines", params)
 
 
 @app.command()
@@ -137,6 +143,41 @@ def recommend(
     for row in recommender.for_user(user, k):
         print(f"{row['rank']:>3}  {row['title']}  (item {row['item_id']}, "
               f"score {row['score']:.3f})")
+
+
+@app.command()
+def predict(
+    run: Annotated[str, typer.Option(
+        "--run", help="MLflow run id, or 'champion' (the registered model's champion).")],
+    text: Annotated[str | None, typer.Option("--text", help="One text to classify.")] = None,
+    input_file: Annotated[Path | None, typer.Option(
+        "--input", "-i", help="A .csv or .jsonl file of texts.")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Where --input's predictions go (.csv or .jsonl).")] = None,
+    column: Annotated[str, typer.Option(help="The text column of --input.")] = "text",
+    pipeline: Annotated[str, typer.Option(help="Registered model name for --run champion.")]
+    = "sentiment",
+    tracking_uri: Annotated[str | None, typer.Option(
+        "--tracking-uri", help="Default: $MLFLOW_TRACKING_URI, else the project's mlflow.db.")]
+    = None,
+) -> None:
+    """Label and probability for a text, or for every row of a file, from a logged classifier."""
+    from forgeml.errors import ConfigError
+    from forgeml.tasks.sentiment.predict import predict_file
+    from forgeml.tasks.sentiment.predictor import predictions_frame
+    from forgeml.tasks.sentiment.serving import load_logged
+    from forgeml.tracking import default_tracking_uri, resolve_run
+
+    if (text is None) == (input_file is None) or (input_file and output is None):
+        raise ConfigError("Give either --text TEXT, or --input FILE with --output FILE.")
+    uri = tracking_uri or default_tracking_uri()
+    predictor = load_logged(uri, resolve_run(uri, run, pipeline))
+    if input_file is not None:
+        count = predict_file(predictor, input_file, output, column)
+        console.print(f"wrote {count:,} predictions to {output}")
+        return
+    row = predictions_frame(predictor, [text]).iloc[0]
+    print(f"{row['label']}\t{row['probability']:.4f}")
 
 
 @app.command()

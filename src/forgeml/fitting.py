@@ -26,13 +26,15 @@ class FittedRun:
     run_id: str
     uri: str
     staging: Path  # becomes paths.models; put extra artifacts here
-    trainer: Any
+    trainer: Any  # None for scikit-learn estimators
     best_score: float  # of the monitored metric (val/loss unless the task says otherwise)
+    train_seconds: float = math.nan  # estimators only (Lightning modules time themselves)
 
 
 def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
         finish: Callable[[FittedRun], dict], extra_callbacks: list | None = None,
-        monitor: str = "val/loss", mode: str = "min") -> dict | None:
+        monitor: str = "val/loss", mode: str = "min",
+        weights_only_checkpoints: bool = False) -> dict | None:
     """Train `module`; the checkpoint best by `monitor` is loaded back into it before `finish`
     adds the task's summary. Returns the run record (None on other DDP ranks)."""
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
@@ -52,7 +54,8 @@ def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
         staging.mkdir(parents=True)
 
     checkpoint = ModelCheckpoint(dirpath=staging, filename="best", monitor=monitor, mode=mode,
-                                 save_top_k=1, save_last=True)
+                                 save_top_k=1, save_last=True,
+                                 save_weights_only=weights_only_checkpoints)
     callbacks: list = [checkpoint, *(extra_callbacks or [])]
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(RichProgressBar(refresh_rate=cfg.train.progress_refresh_steps))
@@ -78,11 +81,7 @@ def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
 
     try:
         run_id = logger.run_id
-        tracking.log_params(uri, run_id, flatten(cfg))
-        config_yaml = atomic_write_text(staging / "config.yaml", OmegaConf.to_yaml(cfg))
-        card_path = atomic_write_json(staging / DATA_CARD, card)
-        tracking.log_artifacts(uri, run_id, [config_yaml, card_path], "config")
-
+        _log_inputs(cfg, uri, run_id, staging, card)
         best = Path(checkpoint.best_model_path)
         if best.name != BEST_CHECKPOINT:
             best.rename(staging / BEST_CHECKPOINT)
@@ -92,16 +91,63 @@ def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
             if checkpoint.best_model_score is not None else math.nan
 
         summary = finish(FittedRun(run_id, uri, staging, trainer, best_score))
-        tracking.log_metrics(uri, run_id, {f"train_summary/{k}": v for k, v in summary.items()
-                                           if isinstance(v, int | float)})
-        atomic_write_json(Path(cfg.paths.metrics) / "train.json", summary)
-        record = {"run_id": run_id, "experiment_name": cfg.logger.experiment_name,
-                  "history": getattr(module, "history", []), **summary}
-        atomic_write_json(staging / RUN_FILE, record)
-        for leftover in staging.glob("*.partial"):
-            shutil.rmtree(leftover, ignore_errors=True)
+        record = _record(cfg, uri, run_id, staging, summary, getattr(module, "history", []))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     replace_dir(staging, models_dir)
+    return record
+
+
+def fit_estimator(cfg: DictConfig, estimator: Any, inputs: Any, labels: Any, card: dict,
+                  finish: Callable[[FittedRun], dict]) -> dict:
+    """`fit` for a scikit-learn estimator: the same MLflow run, lineage, staged output and run
+    record, without Lightning (`FittedRun.trainer` is None, `best_score` NaN)."""
+    import time
+
+    uri = tracking.tracking_uri(cfg)
+    tracking.check_reachable(uri, cfg.logger.connect_timeout_s)
+    models_dir = Path(cfg.paths.models)
+    staging = models_dir.with_name(f".{models_dir.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    tags = tracking.lineage_tags(cfg, card)
+    run_id = tracking.start_run(
+        uri, cfg.logger.experiment_name, tags,
+        f"{tags['forgeml.model'].lower()}-{cfg.data.name}-{tags['forgeml.config_hash'][:6]}")
+    try:
+        _log_inputs(cfg, uri, run_id, staging, card)
+        started = time.perf_counter()
+        estimator.fit(inputs, labels)
+        fitted = FittedRun(run_id, uri, staging, None, math.nan,
+                           train_seconds=time.perf_counter() - started)
+        record = _record(cfg, uri, run_id, staging, finish(fitted), [])
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        tracking.end_run(uri, run_id, "FAILED")
+        raise
+    tracking.end_run(uri, run_id, "FINISHED")
+    replace_dir(staging, models_dir)
+    return record
+
+
+def _log_inputs(cfg: DictConfig, uri: str, run_id: str, staging: Path, card: dict) -> None:
+    """Params (the flattened config), and the composed config + data card as artifacts."""
+    tracking.log_params(uri, run_id, flatten(cfg))
+    config_yaml = atomic_write_text(staging / "config.yaml", OmegaConf.to_yaml(cfg))
+    card_path = atomic_write_json(staging / DATA_CARD, card)
+    tracking.log_artifacts(uri, run_id, [config_yaml, card_path], "config")
+
+
+def _record(cfg: DictConfig, uri: str, run_id: str, staging: Path, summary: dict,
+            history: list) -> dict:
+    """Log the summary, write metrics/<p>/train.json and the run record into the staging dir."""
+    tracking.log_metrics(uri, run_id, {f"train_summary/{k}": v for k, v in summary.items()
+                                       if isinstance(v, int | float)})
+    atomic_write_json(Path(cfg.paths.metrics) / "train.json", summary)
+    record = {"run_id": run_id, "experiment_name": cfg.logger.experiment_name,
+              "history": history, **summary}
+    atomic_write_json(staging / RUN_FILE, record)
+    for leftover in staging.glob("*.partial"):
+        shutil.rmtree(leftover, ignore_errors=True)
     return record

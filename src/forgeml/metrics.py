@@ -93,3 +93,19 @@ def inference_latency(network: nn.Module, images: torch.Tensor, repeats: int = 5
     per_sample = (time.perf_counter() - start) / (5 * len(batch))
     return {"latency_ms_single": median(times) * 1000,
             "throughput_samples_per_s": 1 / per_sample if per_sample else 0.0}
+
+
+def bootstrap_metric(metric, labels: np.ndarray, scores: np.ndarray, samples: int = 1000,
+                     confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of any metric(labels, scores) (F1, ROC-AUC, ...); resamples
+    holding a single class are skipped (the metric is undefined there)."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(samples):
+        index = rng.integers(0, len(labels), size=len(labels))
+        if len(np.unique(labels[index])) < 2:
+            continue
+        values.append(metric(labels[index], scores[index]))
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)

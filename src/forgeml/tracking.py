@@ -94,6 +94,19 @@ def client(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
+def start_run(uri: str, experiment_name: str, tags: dict[str, str], run_name: str) -> str:
+    """A new run (the experiment is created on first use); returns its id."""
+    mlflow_client = client(uri)
+    experiment = mlflow_client.get_experiment_by_name(experiment_name)
+    experiment_id = experiment.experiment_id if experiment else \
+        mlflow_client.create_experiment(experiment_name)
+    return mlflow_client.create_run(experiment_id, tags=tags, run_name=run_name).info.run_id
+
+
+def end_run(uri: str, run_id: str, status: str) -> None:
+    client(uri).set_terminated(run_id, status)
+
+
 def log_params(uri: str, run_id: str, params: dict[str, Any]) -> None:
     from mlflow.entities import Param
 

@@ -134,16 +134,63 @@ def recsys_learning_curves(history: list[dict], k: int) -> bytes:
     return _png(fig)
 
 
-def slice_bars(slices: list[dict], names: list[str], k: int) -> bytes:
-    """HR@K per user-activity bucket and scorer."""
+def slice_bars(slices: list[dict], names: list[str], title: str, count_key: str = "users"
+               ) -> bytes:
+    """A metric per slice (rows of `slices`, with `bucket` and `count_key`) and model (`names`)."""
     fig, ax = plt.subplots(figsize=(8, 3.4))
     width = 0.8 / len(names)
     x = np.arange(len(slices))
     for j, name in enumerate(names):
-        ax.bar(x + j * width, [s[name] for s in slices], width, label=name)
+        ax.bar(x + j * width, [s[name] or 0 for s in slices], width, label=name)
     ax.set_xticks(x + width * (len(names) - 1) / 2,
-                  [f"{s['bucket']}\n({s['users']} users)" for s in slices])
-    ax.set(title=f"HR@{k} by how active the user is (higher is better)", ylim=(0, 1))
+                  [f"{s['bucket']}\n({s[count_key]} {count_key})" for s in slices])
+    ax.set(title=title, ylim=(0, 1))
     ax.grid(alpha=0.3, axis="y")
-    ax.legend()
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def accuracy_vs_cost(rows: list[tuple[str, float, tuple[float, float], float]]) -> bytes:
+    """(label, accuracy, interval, seconds per 1k predictions): is the better model worth it?"""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for label, acc, (low, high), cost in rows:
+        x = max(cost, 1e-3)
+        ax.errorbar([x], [acc], yerr=[[acc - low], [high - acc]], fmt="o", capsize=4,
+                    label=label)
+    ax.set_xscale("log")
+    ax.set(xlabel="seconds per 1,000 predictions on this CPU (log scale)",
+           ylabel="test accuracy", title="Accuracy (95% interval) against prediction cost")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return _png(fig)
+
+
+def reliability_diagram(bins: list[dict]) -> bytes:
+    """Mean confidence vs accuracy per confidence bin; the diagonal is perfect calibration."""
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    ax.plot([0.5, 1], [0.5, 1], "--", color="grey", label="perfectly calibrated")
+    ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-",
+            label="model")
+    ax.set(xlabel="confidence", ylabel="accuracy", title="Calibration (test split)",
+           xlim=(0.5, 1), ylim=(0, 1))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def validation_curves(histories: dict[str, list[dict]]) -> bytes:
+    """Validation accuracy per epoch for each trained model."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for label, history in histories.items():
+        epochs = [h["epoch"] for h in history]
+        line = ax_acc.plot(epochs, [h["val_acc"] for h in history], "o-", label=label)[0]
+        ax_loss.plot(epochs, [h["train_loss"] for h in history], "-", color=line.get_color(),
+                     label=f"{label} (train)")
+        ax_loss.plot(epochs, [h["val_loss"] for h in history], "--", color=line.get_color())
+    ax_loss.set(title="Loss: train solid, validation dashed", xlabel="epoch",
+                ylabel="cross-entropy")
+    ax_acc.set(title="Validation accuracy (higher is better)", xlabel="epoch")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+    ax_acc.legend(fontsize=8)
     return _png(fig)

@@ -5,13 +5,14 @@ result)` for the one line the CLI prints. `pipeline.task` in the composed config
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from types import ModuleType
 
 from omegaconf import DictConfig
 
 from forgeml.errors import ConfigError
 
-TASKS = ("classification", "lm", "recsys")
+TASKS = ("classification", "lm", "recsys", "sentiment")
 STAGES = ("prepare", "train", "evaluate", "report")
 
 
@@ -19,4 +20,6 @@ def stage_module(cfg: DictConfig, stage: str) -> ModuleType:
     task = cfg.pipeline.task
     if task not in TASKS:
         raise ConfigError(f"Unknown pipeline.task '{task}'. Known: {', '.join(TASKS)}.")
+    if importlib.util.find_spec(f"forgeml.tasks.{task}.{stage}") is None:
+        raise ConfigError(f"The {task} pipeline has no '{stage}' stage.")
     return importlib.import_module(f"forgeml.tasks.{task}.{stage}")

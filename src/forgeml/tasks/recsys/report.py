@@ -49,7 +49,8 @@ def report(cfg: DictConfig) -> Path:
         "learning_curves": figures.recsys_learning_curves(run["history"], k),
         "slices": figures.slice_bars(
             [{**s, model_name: s["model"], "matrix factorisation": s["mf"]}
-             for s in result["slices"]], [model_name, "popularity", "matrix factorisation"], k),
+             for s in result["slices"]], [model_name, "popularity", "matrix factorisation"],
+            f"HR@{k} by how active the user is (higher is better)"),
     }
     context = {
         "title": f"{cfg.pipeline.name}: {model_name} recommender on {card['source']}",

@@ -1,0 +1,63 @@
+"""baselines (sentiment): train each comparison model of `baselines` (frozen encoder, scratch
+encoder, TextCNN, TF-IDF + LR, ...) on the same split with the same train function as the main
+model; each gets its own MLflow run in `<experiment>-baselines`. All of them appear under
+paths.baselines together, or not at all."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from forgeml.io import replace_dir
+from forgeml.tasks.sentiment import train as train_stage
+
+MODEL_DIR = "model"
+
+
+def baseline_config(cfg: DictConfig, name: str, root: Path) -> DictConfig:
+    """The main config with the baseline's model (and optimizer / trainer / train overrides),
+    writing into root/<name>/ and logging to the baselines experiment, without a logged model."""
+    entry = cfg.baselines[name]
+    merged = OmegaConf.merge(cfg, {
+        "model": None, "optimizer": entry.get("optimizer") or {},
+        "trainer": entry.get("trainer") or {}, "train": entry.get("train") or {},
+        "logger": {"experiment_name": f"{cfg.logger.experiment_name}-baselines",
+                   "log_model": False},
+        "paths": {"models": str(root / name / MODEL_DIR), "metrics": str(root / name),
+                  "plots": str(root / name)},
+    })
+    merged.model = entry.model
+    OmegaConf.set_struct(merged, False)
+    merged.pop("baselines")
+    return merged
+
+
+def baselines(cfg: DictConfig) -> dict:
+    """Train every baseline; write paths.baselines/<name>/{model/, train.json, ...}."""
+    target = Path(cfg.paths.baselines)
+    root = target.with_name(f".{target.name}.partial")
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    records = {}
+    try:
+        for name in cfg.baselines:
+            record = train_stage.train(baseline_config(cfg, name, root))
+            if record is None:  # a DDP worker rank: rank 0 writes the outputs
+                return {}
+            label = cfg.baselines[name].get("label") or name
+            records[name] = {"label": label, **record}
+            (root / name / "label.txt").write_text(label)
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+    (root / "baselines.json").write_text(json.dumps(records, indent=2, sort_keys=True))
+    replace_dir(root, target)
+    return records
+
+
+def summarize(cfg: DictConfig, records: dict) -> str:
+    return "; ".join(f"{r['label']}: val acc {r['best_val_acc']:.4f} in {r['train_seconds']:.0f} s"
+                     for r in records.values())
