@@ -164,8 +164,7 @@ def predict(
     """Label and probability for a text, or for every row of a file, from a logged classifier."""
     from forgeml.errors import ConfigError
     from forgeml.tasks.sentiment.predict import predict_file
-    from forgeml.tasks.sentiment.predictor import predictions_frame
-    from forgeml.tasks.sentiment.serving import load_logged
+    from forgeml.tasks.sentiment.predictor import load_logged, predictions_frame
     from forgeml.tracking import default_tracking_uri, resolve_run
 
     if (text is None) == (input_file is None) or (input_file and output is None):

@@ -1,22 +1,16 @@
-"""Tokenised text batches: the encoder's WordPiece tokenizer (the `tokenizers` library, no
-transformers needed at serving time), length-bucketed batches padded to their longest text, and
-the LightningDataModule of the sentiment pipeline."""
+"""Tokenised text: the encoder's WordPiece tokenizer (the `tokenizers` library, no transformers
+needed at serving time), padding to the longest text of a batch, and the prepared splits. Light
+on purpose: `forgeml predict` imports it."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, IterableDataset
 
 from forgeml.errors import DataError
-
-# Batches are drawn from pools of this many batches sorted by length: little padding, still random.
-BUCKET_POOL_BATCHES = 50
 
 
 def load_tokenizer(path: str | Path, max_length: int):
@@ -54,76 +48,9 @@ def length_sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarr
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-class BucketedTextBatches(IterableDataset):
-    """One pass = every training text once, in batches of similar length, in random order; a new
-    order each epoch. Each DDP rank takes its own equal share."""
-
-    def __init__(self, sequences: list[np.ndarray], labels: np.ndarray, batch_size: int,
-                 seed: int):
-        self.sequences, self.labels = sequences, labels
-        self.lengths = np.array([len(s) for s in sequences])
-        self.batch_size, self.seed, self.epoch = batch_size, seed, 0
-
-    def __iter__(self) -> Iterator[tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]]:
-        dist = torch.distributed
-        rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-        rng = np.random.default_rng((self.seed, self.epoch))
-        self.epoch += 1
-        order = rng.permutation(len(self.sequences))
-        pool = self.batch_size * BUCKET_POOL_BATCHES
-        batches = []
-        for start in range(0, len(order), pool):
-            chunk = order[start:start + pool]
-            chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
-            batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
-        rng.shuffle(batches)
-        per_rank = len(batches) // world if world > 1 else len(batches)
-        for index in batches[rank::world][:per_rank]:  # equal counts: DDP ranks stay in step
-            yield pad([self.sequences[i] for i in index]), torch.from_numpy(self.labels[index])
-
-
-class FixedTextBatches(IterableDataset):
-    def __init__(self, sequences: list[np.ndarray], labels: np.ndarray, batch_size: int):
-        self.sequences, self.labels = sequences, labels
-        self.batches = length_sorted_batches(np.array([len(s) for s in sequences]), batch_size)
-
-    def __iter__(self):
-        for index in self.batches:
-            yield pad([self.sequences[i] for i in index]), torch.from_numpy(self.labels[index])
-
-
 def read_split(prepared: str | Path, split: str) -> tuple[list[str], np.ndarray]:
     path = Path(prepared) / f"{split}.jsonl"
     if not path.is_file():
         raise DataError(f"{path} not found: run the prepare stage first (`dvc repro`).")
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
     return [r["text"] for r in rows], np.array([r["label"] for r in rows], dtype=np.int64)
-
-
-class TextDataModule(pl.LightningDataModule):
-    def __init__(self, prepared: str | Path, tokenizer_file: str | Path, max_length: int,
-                 batch_size: int, eval_batch_size: int, seed: int,
-                 train_limit: int | None = None):
-        super().__init__()
-        self.prepared, self.tokenizer_file, self.max_length = prepared, tokenizer_file, max_length
-        self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
-        self.train_limit = train_limit
-
-    def setup(self, stage: str | None = None) -> None:
-        tokenizer = load_tokenizer(self.tokenizer_file, self.max_length)
-        texts, labels = read_split(self.prepared, "train")
-        if self.train_limit:
-            texts, labels = texts[:self.train_limit], labels[:self.train_limit]
-        val_texts, val_labels = read_split(self.prepared, "val")
-        if not texts or not val_texts:
-            raise DataError("The train or val split is empty: check data.split.")
-        self.train_set = BucketedTextBatches(encode(tokenizer, texts), labels, self.batch_size,
-                                             self.seed)
-        self.val_set = FixedTextBatches(encode(tokenizer, val_texts), val_labels,
-                                        self.eval_batch_size)
-
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, batch_size=None)
-
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=None)

@@ -32,11 +32,13 @@ class TextCNN(nn.Module):
             attention_mask = F.pad(attention_mask, (0, extra), value=0)
         x = self.embedding(input_ids).transpose(1, 2)  # (B, E, T)
         pooled = []
-        for conv in self.convs:
+        for conv, k in zip(self.convs, self.kernel_sizes, strict=True):
             h = F.relu(conv(x))  # (B, C, T - k + 1)
-            # A window is real if it starts on a real token; padding-only windows never win.
-            valid = attention_mask[:, : h.shape[2]].unsqueeze(1).bool()
-            pooled.append(h.masked_fill(~valid, float("-inf")).amax(dim=2))
+            # Only windows that end on a real token count, so padding never changes the output;
+            # the first window always counts (texts shorter than k have no other).
+            valid = attention_mask[:, k - 1:].bool().clone()
+            valid[:, 0] = True
+            pooled.append(h.masked_fill(~valid.unsqueeze(1), float("-inf")).amax(dim=2))
         return self.head(self.dropout(torch.cat(pooled, dim=1)))
 
     def num_parameters(self, trainable_only: bool = False) -> int:

@@ -131,3 +131,19 @@ def predictions_frame(predictor: TextPredictor, texts: list[str]):
     for i, name in enumerate(predictor.class_names):
         frame[f"p_{name}"] = probs[:, i]
     return frame
+
+
+def load_logged(uri: str, run_id: str) -> TextPredictor:
+    """The predictor logged with a run (works for `runs:/` ids and champion-resolved runs)."""
+    import mlflow.artifacts
+
+    from forgeml.errors import TrackingError
+
+    try:
+        path = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"runs:/{run_id}/model/artifacts/predictor", tracking_uri=uri)
+    except Exception as err:  # noqa: BLE001 - MLflow raises several kinds for a missing run
+        raise TrackingError(f"Run {run_id} in {uri} has no logged sentiment model ({err}). Pass "
+                            "the run id printed by the train stage (models/sentiment/run.json)."
+                            ) from None
+    return load_predictor(path)

@@ -4,11 +4,15 @@ pyfunc's class and the networks live here), as `mlflow models serve --env-manage
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import mlflow.pyfunc
 
 from forgeml.tasks.sentiment.predictor import TextPredictor, load_predictor, predictions_frame
+
+# The input is a DataFrame (or a list of texts) and the signature is logged explicitly.
+warnings.filterwarnings("ignore", message="Add type hints to the `predict` method")
 
 
 class SentimentModel(mlflow.pyfunc.PythonModel):
@@ -38,19 +42,3 @@ def log_model(uri: str, run_id: str, predictor: TextPredictor, folder: Path,
             name="model", python_model=SentimentModel(), artifacts={"predictor": str(folder)},
             signature=signature, input_example=example, pip_requirements=requirements)
     return info.model_uri
-
-
-def load_logged(uri: str, run_id: str) -> TextPredictor:
-    """The predictor logged with a run (works for `runs:/` ids and champion-resolved runs)."""
-    import mlflow.artifacts
-
-    from forgeml.errors import TrackingError
-
-    try:
-        path = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"runs:/{run_id}/model/artifacts/predictor", tracking_uri=uri)
-    except Exception as err:  # noqa: BLE001 - MLflow raises several kinds for a missing run
-        raise TrackingError(f"Run {run_id} in {uri} has no logged sentiment model ({err}). Pass "
-                            "the run id printed by the train stage (models/sentiment/run.json)."
-                            ) from None
-    return load_predictor(path)

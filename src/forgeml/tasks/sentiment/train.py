@@ -16,7 +16,8 @@ from forgeml import tracking
 from forgeml.artifacts import read_data_card
 from forgeml.config import instantiate
 from forgeml.data.reviews import package_file
-from forgeml.data.text_batches import TextDataModule, read_split
+from forgeml.data.text_batches import read_split
+from forgeml.data.text_datamodule import TextDataModule
 from forgeml.fitting import FittedRun, fit, fit_estimator
 from forgeml.io import atomic_write_text
 from forgeml.tasks.sentiment.predictor import (
