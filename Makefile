@@ -6,7 +6,7 @@ STAMP := $(VENV)/.setup-done
 # dvc.yaml's stage commands call `forgeml` from the project's environment.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup run run-lm test test-slow lint bench clean
+.PHONY: setup run run-lm run-recsys run-sentiment test test-slow lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt requirements-data.txt
 	bash scripts/setup.sh
@@ -32,6 +32,12 @@ bench: $(STAMP)
 
 run-lm: $(STAMP)
 	$(BIN)/dvc repro pipelines/lm/dvc.yaml
+
+run-recsys: $(STAMP)
+	$(BIN)/dvc repro pipelines/recsys/dvc.yaml
+
+run-sentiment: $(STAMP)
+	$(BIN)/dvc repro pipelines/sentiment/dvc.yaml
 
 clean:
 	rm -rf data/prepared models metrics plots reports eval

@@ -181,6 +181,9 @@ def test_fine_tuning_a_few_steps_changes_predictions_and_only_the_chosen_layers(
         strategy, changed_layers):
     torch.manual_seed(0)
     network = MiniLMClassifier(strategy=strategy, train_last_n=2, max_length=16)
+    # Dropout is on while fine-tuning (from_pretrained returns eval mode); a frozen encoder is a
+    # fixed feature extractor.
+    assert network.encoder.training == (strategy != "frozen") and network.head.training
     before = {name: p.detach().clone() for name, p in network.named_parameters()}
     ids, mask, _ = _tiny_batch()
     with torch.no_grad():

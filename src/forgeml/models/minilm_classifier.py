@@ -55,6 +55,7 @@ class MiniLMClassifier(nn.Module):
         self.strategy = strategy
         self.train_last_n = min(train_last_n, self.num_layers)
         self._freeze()
+        self.train()  # from_pretrained returns eval mode; Lightning keeps submodule modes as found
         # Enough to rebuild the module without the weights package (see export_spec).
         self.spec = {"num_classes": num_classes, "dropout": dropout, "max_length": max_length,
                      "strategy": strategy, "train_last_n": train_last_n,
