@@ -314,3 +314,32 @@ def test_sentiment_params_file_is_the_composed_experiment():
     shipped = OmegaConf.load(REPO / PARAMS)
     composed = compose(["experiment=sentiment_minilm"], config_dir=REPO / "conf")
     assert OmegaConf.to_container(shipped) == OmegaConf.to_container(composed)
+
+
+def test_learning_rate_warms_up_and_decays_over_the_real_number_of_steps():
+    from functools import partial
+
+    import pytorch_lightning as pl
+
+    from forgeml.data.text_datamodule import BucketedTextBatches
+    from forgeml.models.classifier import Classifier
+
+    rng = np.random.default_rng(0)
+    sequences = [rng.integers(1, 50, size=rng.integers(3, 12)) for _ in range(100)]
+    batches = BucketedTextBatches(sequences, rng.integers(0, 2, 100), batch_size=8, seed=0)
+    assert len(batches) == 13 == len(list(batches))
+    seen: list[float] = []
+
+    class Record(pl.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            seen.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    module = Classifier(TextCNN(vocab_size=50, channels=4, embed_dim=8),
+                        partial(torch.optim.AdamW, lr=1e-3), warmup_fraction=0.2)
+    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, callbacks=[Record()],
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False)
+    trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
+    assert len(seen) == 26
+    assert seen[:6] == pytest.approx([2e-4, 4e-4, 6e-4, 8e-4, 1e-3, 1e-3])  # 20% of 26 steps
+    assert all(a > b > 0 for a, b in zip(seen[5:-1], seen[6:], strict=True))  # then down

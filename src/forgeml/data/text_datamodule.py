@@ -34,21 +34,31 @@ class BucketedTextBatches(IterableDataset):
         self.lengths = np.array([len(s) for s in sequences])
         self.batch_size, self.seed, self.epoch = batch_size, seed, 0
 
-    def __iter__(self) -> Iterator[tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]]:
+    def __len__(self) -> int:
+        """Batches per rank and epoch (Lightning sizes the learning-rate schedule with it)."""
+        batches = sum(-(-len(chunk) // self.batch_size) for chunk in self._pools(
+            np.arange(len(self.sequences))))
+        return batches // self._world()[1]
+
+    @staticmethod
+    def _world() -> tuple[int, int]:
         dist = torch.distributed
-        rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+    def _pools(self, order: np.ndarray) -> list[np.ndarray]:
+        pool = self.batch_size * BUCKET_POOL_BATCHES
+        return [order[start:start + pool] for start in range(0, len(order), pool)]
+
+    def __iter__(self) -> Iterator[tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]]:
+        rank, world = self._world()
         rng = np.random.default_rng((self.seed, self.epoch))
         self.epoch += 1
-        order = rng.permutation(len(self.sequences))
-        pool = self.batch_size * BUCKET_POOL_BATCHES
         batches = []
-        for start in range(0, len(order), pool):
-            chunk = order[start:start + pool]
+        for chunk in self._pools(rng.permutation(len(self.sequences))):
             chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
             batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
         rng.shuffle(batches)
-        per_rank = len(batches) // world if world > 1 else len(batches)
-        for index in batches[rank::world][:per_rank]:  # equal counts: DDP ranks stay in step
+        for index in batches[rank::world][:len(batches) // world]:  # DDP ranks stay in step
             yield pad([self.sequences[i] for i in index]), torch.from_numpy(self.labels[index])
 
 

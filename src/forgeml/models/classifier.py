@@ -3,6 +3,7 @@ attention mask) to class logits."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from forgeml.data.augment import random_affine
-from forgeml.errors import TrainingError
+from forgeml.errors import ConfigError, TrainingError
 
 
 class Normalize(nn.Module):
@@ -74,7 +75,11 @@ class Classifier(pl.LightningModule):
             optimizer = self.make_optimizer(self.parameters())
         if self.warmup_fraction <= 0:
             return optimizer
-        total = max(1, int(self.trainer.estimated_stepping_batches))
+        total = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total) or total < 1:
+            raise ConfigError("The learning-rate schedule needs a known number of steps: the "
+                              "training data has no length, so set trainer.max_steps.")
+        total = int(total)
         warmup = max(1, int(total * self.warmup_fraction))
 
         def factor(step: int) -> float:
