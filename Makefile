@@ -29,6 +29,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_lm.py
+	$(BIN)/python benchmarks/bench_sentiment.py
 
 run-lm: $(STAMP)
 	$(BIN)/dvc repro pipelines/lm/dvc.yaml

@@ -163,19 +163,22 @@ def predict(
 ) -> None:
     """Label and probability for a text, or for every row of a file, from a logged classifier."""
     from forgeml.errors import ConfigError
-    from forgeml.tasks.sentiment.predict import predict_file
+    from forgeml.tasks.sentiment.predict import check_text, read_file_texts, write_predictions
     from forgeml.tasks.sentiment.predictor import load_logged, predictions_frame
     from forgeml.tracking import default_tracking_uri, resolve_run
 
     if (text is None) == (input_file is None) or (input_file and output is None):
         raise ConfigError("Give either --text TEXT, or --input FILE with --output FILE.")
+    # Input is checked before the model is loaded (seconds for a transformer).
+    rows = read_file_texts(input_file, output, column) if input_file else None
+    texts = rows[1] if rows else [check_text(text)]
     uri = tracking_uri or default_tracking_uri()
     predictor = load_logged(uri, resolve_run(uri, run, pipeline))
-    if input_file is not None:
-        count = predict_file(predictor, input_file, output, column)
+    if rows:
+        count = write_predictions(predictor, rows[0], texts, output)
         console.print(f"wrote {count:,} predictions to {output}")
         return
-    row = predictions_frame(predictor, [text]).iloc[0]
+    row = predictions_frame(predictor, texts).iloc[0]
     print(f"{row['label']}\t{row['probability']:.4f}")
 
 

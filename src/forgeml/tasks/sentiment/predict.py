@@ -27,8 +27,8 @@ def read_texts(path: Path, column: str) -> pd.DataFrame:
     return frame
 
 
-def predict_file(predictor: TextPredictor, source: Path, output: Path, column: str) -> int:
-    """Write the input rows with label, probability and p_<class> columns added (atomically)."""
+def read_file_texts(source: Path, output: Path, column: str) -> tuple[pd.DataFrame, list[str]]:
+    """The input rows and their texts, checked before any model is loaded."""
     if output.suffix not in (".csv", ".jsonl"):
         raise DataError(f"{output}: the output must be a .csv or .jsonl file.")
     frame = read_texts(source, column)
@@ -37,6 +37,18 @@ def predict_file(predictor: TextPredictor, source: Path, output: Path, column: s
     if empty:
         raise DataError(f"{source}: {len(empty)} row(s) have no text (first: row {empty[0] + 1})"
                         "; nothing was written. Remove them and retry.")
+    return frame, texts
+
+
+def check_text(text: str) -> str:
+    if not text.strip():
+        raise DataError("The text is empty: there is nothing to classify.")
+    return text
+
+
+def write_predictions(predictor: TextPredictor, frame: pd.DataFrame, texts: list[str],
+                      output: Path) -> int:
+    """The input rows with label, probability and p_<class> columns added (written atomically)."""
     result = pd.concat([frame.reset_index(drop=True),
                         predictions_frame(predictor, texts)], axis=1)
     text = result.to_json(orient="records", lines=True, force_ascii=False) \
