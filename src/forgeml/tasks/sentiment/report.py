@@ -215,8 +215,8 @@ def _slice_note(slices: list[dict], label: str) -> str:
     best = max(filled, key=lambda s: s[MAIN])
     return (f"{label} does best on snippets of {best['bucket']} ({best[MAIN]:.1%}) and worst on "
             f"{worst['bucket']} ({worst[MAIN]:.1%}): a gap of "
-            f"{(best[MAIN] - worst[MAIN]) * 100:.1f} points. Short snippets carry few words "
-            "to go on; very long ones often weigh pros against cons.")
+            f"{(best[MAIN] - worst[MAIN]) * 100:.1f} points (buckets with fewer texts have "
+            "wider error bars).")
 
 
 def _cost_rows(run: dict, main: dict, result: dict) -> list[tuple[str, str]]:
