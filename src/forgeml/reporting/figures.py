@@ -161,7 +161,7 @@ def accuracy_vs_cost(rows: list[tuple[str, float, tuple[float, float], float]]) 
     ax.set(xlabel="seconds per 1,000 predictions on this CPU (log scale)",
            ylabel="test accuracy", title="Accuracy (95% interval) against prediction cost")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # never over a point
     return _png(fig)
 
 
