@@ -35,24 +35,33 @@ def baseline_config(cfg: DictConfig, name: str, root: Path) -> DictConfig:
     return merged
 
 
-def baselines(cfg: DictConfig) -> dict:
+def baselines(cfg: DictConfig) -> dict | None:
     """Train every baseline; write paths.baselines/<name>/{model/, train.json, ...}."""
+    from pytorch_lightning.utilities import rank_zero_only
+
+    # Under DDP every rank runs this whole command and trains each baseline together; only the
+    # launching rank (0) prepares the staging folder and writes the outputs.
+    is_launcher = rank_zero_only.rank == 0
     target = Path(cfg.paths.baselines)
     root = target.with_name(f".{target.name}.partial")
-    shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
+    if is_launcher:
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
     records = {}
     try:
         for name in cfg.baselines:
             record = train_stage.train(baseline_config(cfg, name, root))
-            if record is None:  # a DDP worker rank: rank 0 writes the outputs
-                return {}
+            if record is None:  # a DDP worker rank
+                continue
             label = cfg.baselines[name].get("label") or name
             records[name] = {"label": label, **record}
             (root / name / "label.txt").write_text(label)
     except BaseException:
-        shutil.rmtree(root, ignore_errors=True)
+        if is_launcher:
+            shutil.rmtree(root, ignore_errors=True)
         raise
+    if not is_launcher:
+        return None
     (root / "baselines.json").write_text(json.dumps(records, indent=2, sort_keys=True))
     replace_dir(root, target)
     return records
