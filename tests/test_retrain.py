@@ -98,6 +98,7 @@ def test_rollback_points_champion_at_the_previous_champion(project):
     assert again.returncode == 2 and "no previous champion" in again.stderr
 
 
+@pytest.mark.slow  # each runs the pipeline twice in fresh projects
 def test_two_concurrent_retrains_run_exactly_once(tmp_path):
     project = make_project(tmp_path / "concurrent")
     env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
@@ -126,6 +127,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow  # each runs the pipeline twice in fresh projects
 def test_retrain_works_against_an_mlflow_server(tmp_path):
     project = make_project(tmp_path / "served")
     port = _free_port()

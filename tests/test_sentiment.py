@@ -30,7 +30,7 @@ SHORT = ["model.max_length=32", "baselines.frozen.model.max_length=32",
 TINY = ["experiment=sentiment_minilm", "data.source.max_rows=500", "trainer.max_epochs=1",
         "train.batch_size=16", "baselines.frozen.trainer.max_epochs=1",
         "baselines.scratch.trainer.max_epochs=1", "baselines.textcnn.trainer.max_epochs=2",
-        "evaluate.bootstrap_samples=200", "evaluate.cost_texts=50",
+        "evaluate.bootstrap_samples=200", "evaluate.cost_texts=20",
         "trainer.enable_progress_bar=false", *SHORT]
 TEXTS = ["A triumph: funny, moving and beautifully acted.",
          "Dull, overlong and instantly forgettable."]

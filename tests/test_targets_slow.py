@@ -60,6 +60,7 @@ def test_default_recommender_reaches_065_hr_and_beats_both_baselines(tmp_path):
     assert evaluation["mf"]["vs_model"]["low"] > 0  # clearly above matrix factorisation
 
 
+@pytest.mark.long
 def test_default_sentiment_pipeline_reaches_080_and_beats_every_baseline(tmp_path):
     """The shipped pipelines/sentiment: MiniLM fine-tuned 2 epochs plus four trained baselines
     (~35 minutes on 2 cores; training time is measured by benchmarks/bench_sentiment.py)."""
