@@ -42,7 +42,7 @@ def load_best_weights(cfg: DictConfig, network: torch.nn.Module,
     path = Path(cfg.paths.models) / BEST_CHECKPOINT
     if not path.is_file():
         raise DataError(f"{path} not found: run the train stage first (`dvc repro`).")
-    state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     network.load_state_dict({k.removeprefix(prefix): v for k, v in state.items()
                              if k.startswith(prefix)})
     return network.eval()

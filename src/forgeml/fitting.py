@@ -1,10 +1,12 @@
-"""Fit a LightningModule as a pipeline's train stage: one MLflow run with lineage, the best
-checkpoint, and an output folder that appears only when everything succeeded (DDP-safe)."""
+"""Fit a LightningModule as a pipeline's train stage: one MLflow run with lineage, opened (params
+logged) before fitting and continued after a crash; the best checkpoint; and outputs that appear
+together only when everything succeeded (DDP-safe)."""
 
 from __future__ import annotations
 
+import json
 import math
-import shutil
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,11 +14,17 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import Callback
 
 from forgeml import tracking
 from forgeml.artifacts import BEST_CHECKPOINT, DATA_CARD, RUN_FILE
 from forgeml.config import flatten, instantiate
-from forgeml.io import atomic_write_json, atomic_write_text, replace_dir
+from forgeml.errors import TrainingError
+from forgeml.io import StagedOutputs, staged_outputs
+from forgeml.resume import ResumePoint, progress_state, restore_progress
+
+# Rank 0 tells the DDP worker ranks it launches which checkpoint they all resume from.
+_RESUME_ENV = "FORGEML_RESUME_CHECKPOINT"
 
 
 @dataclass
@@ -26,6 +34,7 @@ class FittedRun:
     run_id: str
     uri: str
     staging: Path  # becomes paths.models; put extra artifacts here
+    outputs: StagedOutputs  # other outputs of the stage (plots, metrics) go through it
     trainer: Any  # None for scikit-learn estimators
     best_score: float  # of the monitored metric (val/loss unless the task says otherwise)
     train_seconds: float = math.nan  # estimators only (Lightning modules time themselves)
@@ -33,121 +42,169 @@ class FittedRun:
 
 def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
         finish: Callable[[FittedRun], dict], extra_callbacks: list | None = None,
-        monitor: str = "val/loss", mode: str = "min",
-        weights_only_checkpoints: bool = False) -> dict | None:
-    """Train `module`; the checkpoint best by `monitor` is loaded back into it before `finish`
-    adds the task's summary. Returns the run record (None on other DDP ranks)."""
+        monitor: str = "val/loss", mode: str = "min") -> dict | None:
+    """Train `module`, resuming the same MLflow run from the last checkpoint when the same
+    config, data and code were interrupted; the checkpoint best by `monitor` is loaded back
+    into it before `finish` adds the task's summary. Returns the run record (None on other
+    DDP ranks)."""
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
-    from pytorch_lightning.loggers import MLFlowLogger
     from pytorch_lightning.utilities import rank_zero_only
 
     uri = tracking.tracking_uri(cfg)
-    is_launcher = rank_zero_only.rank == 0  # DDP children start with their rank in the env
-    if is_launcher:
+    resume = ResumePoint.for_training(cfg, card, tracking.project_root())
+    run_id = None
+    if rank_zero_only.rank == 0:  # DDP children start with their rank in the env
         tracking.check_reachable(uri, cfg.logger.connect_timeout_s)
+        run_id, ckpt_path = _open_run(cfg, uri, card, resume)
+        os.environ[_RESUME_ENV] = str(ckpt_path or "")
+    else:
+        ckpt_path = os.environ.get(_RESUME_ENV) or None
 
-    # One staging folder shared by every DDP rank; it replaces paths.models only on success.
-    models_dir = Path(cfg.paths.models)
-    staging = models_dir.with_name(f".{models_dir.name}.partial")
-    if is_launcher:
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-
-    checkpoint = ModelCheckpoint(dirpath=staging, filename="best", monitor=monitor, mode=mode,
-                                 save_top_k=1, save_last=True,
-                                 save_weights_only=weights_only_checkpoints)
-    callbacks: list = [checkpoint, *(extra_callbacks or [])]
+    checkpoint = ModelCheckpoint(dirpath=resume.folder, filename="best", monitor=monitor,
+                                 mode=mode, save_top_k=1, save_last=True)
+    callbacks: list = [checkpoint, _ResumableProgress(), _CheckpointOnInterrupt(resume.folder),
+                       *(extra_callbacks or [])]
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(RichProgressBar(refresh_rate=cfg.train.progress_refresh_steps))
     stopping = cfg.train.get("early_stopping")
     if stopping and stopping.enabled:
         callbacks.append(EarlyStopping(monitor=stopping.monitor, mode=stopping.mode,
                                        patience=stopping.patience))
-    tags = tracking.lineage_tags(cfg, card)
-    logger = MLFlowLogger(
-        experiment_name=cfg.logger.experiment_name, tracking_uri=uri, tags=tags,
-        run_name=f"{tags['forgeml.model'].lower()}-{cfg.data.name}-{tags['forgeml.config_hash'][:6]}",
-    )
+    logger = _run_logger(cfg.logger.experiment_name, uri, run_id)
     trainer = instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=logger,
-                          default_root_dir=str(staging), enable_model_summary=False)
-    try:
-        trainer.fit(module, datamodule=datamodule)
-    except BaseException:
-        if trainer.is_global_zero:
-            shutil.rmtree(staging, ignore_errors=True)
-        raise
+                          default_root_dir=str(resume.folder), enable_model_summary=False)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     if not trainer.is_global_zero:
         return None
 
+    best = Path(checkpoint.best_model_path or checkpoint.last_model_path)
+    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+    module.load_state_dict(state)
+    best_score = float(checkpoint.best_model_score) \
+        if checkpoint.best_model_score is not None else math.nan
     try:
-        run_id = logger.run_id
-        _log_inputs(cfg, uri, run_id, staging, card)
-        best = Path(checkpoint.best_model_path)
-        if best.name != BEST_CHECKPOINT:
-            best.rename(staging / BEST_CHECKPOINT)
-        state = torch.load(staging / BEST_CHECKPOINT, map_location="cpu", weights_only=False)
-        module.load_state_dict(state["state_dict"])
-        best_score = float(checkpoint.best_model_score) \
-            if checkpoint.best_model_score is not None else math.nan
-
-        summary = finish(FittedRun(run_id, uri, staging, trainer, best_score))
-        record = _record(cfg, uri, run_id, staging, summary, getattr(module, "history", []))
+        with staged_outputs() as outputs:
+            staging = outputs.dir(cfg.paths.models)
+            torch.save({"state_dict": state}, staging / BEST_CHECKPOINT)  # weights only
+            _write_inputs(cfg, staging, card)
+            fitted = FittedRun(run_id, uri, staging, outputs, trainer, best_score)
+            record = _record(cfg, uri, run_id, fitted, finish(fitted),
+                             getattr(module, "history", []))
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        tracking.end_run(uri, run_id, "FAILED")  # resumable: the checkpoints are kept
         raise
-    replace_dir(staging, models_dir)
+    tracking.end_run(uri, run_id, "FINISHED")
+    resume.clear()
     return record
 
 
 def fit_estimator(cfg: DictConfig, estimator: Any, inputs: Any, labels: Any, card: dict,
                   finish: Callable[[FittedRun], dict]) -> dict:
-    """`fit` for a scikit-learn estimator: the same MLflow run, lineage, staged output and run
-    record, without Lightning (`FittedRun.trainer` is None, `best_score` NaN)."""
+    """`fit` for a scikit-learn estimator: the same MLflow run, lineage, staged outputs and run
+    record, without Lightning (`FittedRun.trainer` is None, `best_score` NaN). Seconds long,
+    so it is rerun rather than resumed."""
     import time
 
     uri = tracking.tracking_uri(cfg)
     tracking.check_reachable(uri, cfg.logger.connect_timeout_s)
-    models_dir = Path(cfg.paths.models)
-    staging = models_dir.with_name(f".{models_dir.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    tags = tracking.lineage_tags(cfg, card)
-    run_id = tracking.start_run(
-        uri, cfg.logger.experiment_name, tags,
-        f"{tags['forgeml.model'].lower()}-{cfg.data.name}-{tags['forgeml.config_hash'][:6]}")
+    tracking.mark_dead_runs(uri, cfg.logger.experiment_name)
+    run_id = _start_run(cfg, uri, card)
     try:
-        _log_inputs(cfg, uri, run_id, staging, card)
-        started = time.perf_counter()
-        estimator.fit(inputs, labels)
-        fitted = FittedRun(run_id, uri, staging, None, math.nan,
-                           train_seconds=time.perf_counter() - started)
-        record = _record(cfg, uri, run_id, staging, finish(fitted), [])
+        with staged_outputs() as outputs:
+            staging = outputs.dir(cfg.paths.models)
+            _write_inputs(cfg, staging, card)
+            started = time.perf_counter()
+            estimator.fit(inputs, labels)
+            fitted = FittedRun(run_id, uri, staging, outputs, None, math.nan,
+                               train_seconds=time.perf_counter() - started)
+            record = _record(cfg, uri, run_id, fitted, finish(fitted), [])
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
         tracking.end_run(uri, run_id, "FAILED")
         raise
     tracking.end_run(uri, run_id, "FINISHED")
-    replace_dir(staging, models_dir)
     return record
 
 
-def _log_inputs(cfg: DictConfig, uri: str, run_id: str, staging: Path, card: dict) -> None:
-    """Params (the flattened config), and the composed config + data card as artifacts."""
+# --- the run ------------------------------------------------------------------------------------
+def _open_run(cfg: DictConfig, uri: str, card: dict, resume: ResumePoint
+              ) -> tuple[str, Path | None]:
+    """The interrupted run of this exact training, reopened with its last checkpoint; else a
+    new run with its params and config logged before any training."""
+    run_id, ckpt = resume.run_id(), resume.checkpoint()
+    if run_id and ckpt and tracking.reopen_run(uri, run_id, resume.describe(ckpt)):
+        tracking.mark_dead_runs(uri, cfg.logger.experiment_name)
+        print(f"resuming MLflow run {run_id} from {resume.describe(ckpt)} ({ckpt})", flush=True)
+        return run_id, ckpt
+    tracking.mark_dead_runs(uri, cfg.logger.experiment_name)
+    run_id = _start_run(cfg, uri, card)
+    resume.start(run_id)
+    return run_id, None
+
+
+def _start_run(cfg: DictConfig, uri: str, card: dict) -> str:
+    tags = {**tracking.lineage_tags(cfg, card), **tracking.owner_tags()}
+    name = f"{tags['forgeml.model'].lower()}-{cfg.data.name}-{tags['forgeml.config_hash'][:6]}"
+    run_id = tracking.start_run(uri, cfg.logger.experiment_name, tags, name)
     tracking.log_params(uri, run_id, flatten(cfg))
-    config_yaml = atomic_write_text(staging / "config.yaml", OmegaConf.to_yaml(cfg))
-    card_path = atomic_write_json(staging / DATA_CARD, card)
-    tracking.log_artifacts(uri, run_id, [config_yaml, card_path], "config")
+    tracking.log_dict(uri, run_id, OmegaConf.to_container(cfg, resolve=True),
+                      "config/config.yaml")
+    tracking.log_dict(uri, run_id, card, f"config/{DATA_CARD}")
+    return run_id
 
 
-def _record(cfg: DictConfig, uri: str, run_id: str, staging: Path, summary: dict,
+def _run_logger(experiment_name: str, uri: str, run_id: str | None):
+    """Lightning's MLflow logger attached to our run; the run is ended by `fit`, after the
+    outputs are committed, not by Lightning when fitting returns."""
+    from pytorch_lightning.loggers import MLFlowLogger
+
+    class RunLogger(MLFlowLogger):
+        def finalize(self, status: str = "success") -> None:
+            if status != "success":
+                super().finalize(status)
+
+    return RunLogger(experiment_name=experiment_name, tracking_uri=uri, run_id=run_id)
+
+
+def _write_inputs(cfg: DictConfig, staging: Path, card: dict) -> None:
+    (staging / "config.yaml").write_text(OmegaConf.to_yaml(cfg), encoding="utf-8")
+    (staging / DATA_CARD).write_text(json.dumps(card, indent=2, sort_keys=True))
+
+
+def _record(cfg: DictConfig, uri: str, run_id: str, fitted: FittedRun, summary: dict,
             history: list) -> dict:
-    """Log the summary, write metrics/<p>/train.json and the run record into the staging dir."""
+    """Log the summary; stage metrics/<p>/train.json and the run record."""
     tracking.log_metrics(uri, run_id, {f"train_summary/{k}": v for k, v in summary.items()
                                        if isinstance(v, int | float)})
-    atomic_write_json(Path(cfg.paths.metrics) / "train.json", summary)
+    fitted.outputs.write_json(Path(cfg.paths.metrics) / "train.json", summary)
     record = {"run_id": run_id, "experiment_name": cfg.logger.experiment_name,
               "history": history, **summary}
-    atomic_write_json(staging / RUN_FILE, record)
-    for leftover in staging.glob("*.partial"):
-        shutil.rmtree(leftover, ignore_errors=True)
+    (fitted.staging / RUN_FILE).write_text(
+        json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return record
+
+
+# --- callbacks ----------------------------------------------------------------------------------
+class _ResumableProgress(Callback):
+    """Carries the task's history, timers, counters and the RNG states in every checkpoint, so
+    a resumed run continues them instead of starting them again."""
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint["forgeml"] = progress_state(pl_module)
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        restore_progress(pl_module, checkpoint.get("forgeml", {}))
+
+
+class _CheckpointOnInterrupt(Callback):
+    """A checkpoint when training is stopped (SIGTERM from a pre-empting scheduler or a dying
+    parent, Ctrl-C), so the next run loses nothing; not when it diverged (resuming NaNs helps
+    nobody)."""
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / "on_exception.ckpt"
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if isinstance(exception, TrainingError) or not isinstance(
+                exception, KeyboardInterrupt | SystemExit):
+            return
+        trainer.save_checkpoint(self.path)

@@ -1,30 +1,37 @@
-"""Atomic outputs: every file or folder appears complete or not at all."""
+"""Atomic outputs: every file or folder appears complete or not at all, and the outputs of one
+stage are moved into place together, only after everything (MLflow logging included) succeeded."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+_STAGING = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.(staged|partial|old)$")
+
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write `path` through a temporary file in the same folder, fsynced, then renamed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.staged")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        _write_synced(tmp, text.encode("utf-8"))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    _fsync_dir(path.parent)
     return path
 
 
@@ -32,30 +39,105 @@ def atomic_write_json(path: str | Path, data: Any) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+class StagedOutputs:
+    """The outputs of one stage, written to staging paths beside their targets; `commit` fsyncs
+    them and moves them all into place, `discard` removes them. A staged file keeps its real
+    name inside its staging folder, so it can be logged to MLflow before it is committed."""
+
+    def __init__(self) -> None:
+        self._moves: list[tuple[Path, Path]] = []  # (staged, target)
+
+    def dir(self, target: str | Path) -> Path:
+        target = Path(target)
+        staged = _staging_path(target, "partial")
+        staged.mkdir(mode=0o755)
+        self._moves.append((staged, target))
+        return staged
+
+    def file(self, target: str | Path) -> Path:
+        target = Path(target)
+        holder = _staging_path(target, "staged")
+        holder.mkdir(mode=0o755)
+        self._moves.append((holder / target.name, target))
+        return holder / target.name
+
+    def write_text(self, target: str | Path, text: str) -> Path:
+        staged = self.file(target)
+        staged.write_text(text, encoding="utf-8")
+        return staged
+
+    def write_json(self, target: str | Path, data: Any) -> Path:
+        return self.write_text(target, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+    def commit(self) -> None:
+        for staged, _ in self._moves:
+            _fsync_tree(staged)
+        for staged, target in self._moves:
+            if staged.is_dir():
+                replace_dir(staged, target)
+            else:
+                os.replace(staged, target)
+                staged.parent.rmdir()
+            _fsync_dir(target.parent)
+        self._moves.clear()
+
+    def discard(self) -> None:
+        for staged, _ in self._moves:
+            shutil.rmtree(staged if staged.is_dir() else staged.parent, ignore_errors=True)
+        self._moves.clear()
+
+
+@contextlib.contextmanager
+def staged_outputs() -> Iterator[StagedOutputs]:
+    """Outputs that appear together when the block succeeds and not at all when it fails."""
+    outputs = StagedOutputs()
+    try:
+        yield outputs
+    except BaseException:
+        outputs.discard()
+        raise
+    outputs.commit()
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a fresh staging folder that replaces `path` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial"))
-    staging.chmod(0o755)  # mkdtemp makes it private; outputs should read like any folder
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    replace_dir(staging, path)
+    with staged_outputs() as outputs:
+        yield outputs.dir(path)
 
 
 def replace_dir(source: Path, target: Path) -> None:
-    """Move `source` onto `target`, removing an older `target` only after the move."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
+    """Move `source` onto `target`. Where the kernel can, the two are swapped in one step
+    (renameat2 RENAME_EXCHANGE), so `target` never goes missing; the old one is then removed."""
+    source, target = Path(source), Path(target)
+    if not target.exists():
+        os.replace(source, target)
+        return
+    if _exchange(source, target):
+        shutil.rmtree(source, ignore_errors=True)  # `source` now holds the old target
+        return
+    old = _staging_path(target, "old")
+    os.replace(target, old)
     os.replace(source, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def sweep_stale(folder: str | Path) -> list[Path]:
+    """Remove staging leftovers of processes that no longer exist (a killed stage)."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        match = _STAGING.match(entry.name)
+        if match and not pid_alive(int(match["pid"])):
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
+            removed.append(entry)
+    return removed
 
 
 def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
@@ -64,3 +146,71 @@ def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
         while chunk := handle.read(chunk_size):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+# --- helpers ----------------------------------------------------------------------------------
+def _staging_path(target: Path, kind: str) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale(target.parent)
+    staged = target.with_name(f".{target.name}.{os.getpid()}.{kind}")
+    if staged.exists():  # this very process staged it before and failed
+        shutil.rmtree(staged) if staged.is_dir() else staged.unlink()
+    return staged
+
+
+def pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _fsync_tree(path: Path) -> None:
+    paths = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    for file in paths:
+        fd = os.open(file, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    if path.is_dir():
+        _fsync_dir(path)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):  # some file systems refuse fsync on folders
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2); False where unsupported."""
+    renameat2 = getattr(_libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if result == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import urllib.error
 import urllib.request
@@ -13,6 +14,7 @@ from omegaconf import DictConfig
 
 from forgeml.config import config_hash, find_config_dir
 from forgeml.errors import TrackingError
+from forgeml.io import pid_alive
 
 # MLflow caps one log_batch call at 1000 metrics / 100 params.
 _PARAM_CHUNK = 100
@@ -103,6 +105,53 @@ def start_run(uri: str, experiment_name: str, tags: dict[str, str], run_name: st
     return mlflow_client.create_run(experiment_id, tags=tags, run_name=run_name).info.run_id
 
 
+def owner_tags() -> dict[str, str]:
+    """Which process holds a RUNNING run, so that the next start can tell a dead one."""
+    return {"forgeml.host": socket.gethostname(), "forgeml.pid": str(os.getpid())}
+
+
+def mark_dead_runs(uri: str, experiment_name: str) -> list[str]:
+    """Runs of this experiment left RUNNING by a process of this host that no longer exists
+    (killed, out of memory, machine restarted) become KILLED, with a tag saying why."""
+    mlflow_client = client(uri)
+    experiment = mlflow_client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return []
+    host, dead = socket.gethostname(), []
+    for run in mlflow_client.search_runs([experiment.experiment_id],
+                                         filter_string="attributes.status = 'RUNNING'",
+                                         max_results=500):
+        tags = run.data.tags
+        pid = int(tags.get("forgeml.pid", "0") or 0)
+        if tags.get("forgeml.host") != host or not pid or pid_alive(pid):
+            continue
+        mlflow_client.set_tag(run.info.run_id, "forgeml.killed_reason",
+                              f"process {pid} on {host} stopped while this run was RUNNING; "
+                              "marked KILLED by the next start")
+        mlflow_client.set_terminated(run.info.run_id, "KILLED")
+        dead.append(run.info.run_id)
+    return dead
+
+
+def reopen_run(uri: str, run_id: str, resumed_from: str) -> bool:
+    """Continue `run_id` (RUNNING again, owned by this process); False if it is gone."""
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client(uri)
+    try:
+        run = mlflow_client.get_run(run_id)
+    except MlflowException:
+        return False
+    if run.info.lifecycle_stage != "active":
+        return False
+    count = int(run.data.tags.get("forgeml.resume_count", "0")) + 1
+    mlflow_client.update_run(run_id, status="RUNNING")
+    for key, value in {**owner_tags(), "forgeml.resume_count": str(count),
+                       "forgeml.resumed_from": resumed_from}.items():
+        mlflow_client.set_tag(run_id, key, value)
+    return True
+
+
 def end_run(uri: str, run_id: str, status: str) -> None:
     client(uri).set_terminated(run_id, status)
 
@@ -125,6 +174,10 @@ def log_metrics(uri: str, run_id: str, metrics: dict[str, float], step: int = 0)
     now = int(time.time() * 1000)
     items = [Metric(k, float(v), now, step) for k, v in sorted(metrics.items())]
     client(uri).log_batch(run_id, metrics=items)
+
+
+def log_dict(uri: str, run_id: str, data: dict, artifact_file: str) -> None:
+    client(uri).log_dict(run_id, data, artifact_file)
 
 
 def log_artifacts(uri: str, run_id: str, paths: list[Path], artifact_path: str) -> None:

@@ -49,10 +49,10 @@ class RandomWindows(IterableDataset):
     Each DDP rank draws its own stream; `n_batches` makes it finite (validation)."""
 
     def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, seed: int,
-                 n_batches: int | None = None):
+                 n_batches: int | None = None, skip_batches: int = 0):
         check_long_enough(tokens, block_size, "given")
         self.tokens, self.block_size, self.batch_size = tokens, block_size, batch_size
-        self.seed, self.n_batches = seed, n_batches
+        self.seed, self.n_batches, self.skip_batches = seed, n_batches, skip_batches
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
@@ -60,6 +60,8 @@ class RandomWindows(IterableDataset):
         seed = self.seed if self.n_batches is not None else self.seed + 1000 * rank
         generator = torch.Generator().manual_seed(seed)
         high = len(self.tokens) - self.block_size
+        for _ in range(self.skip_batches):  # a resumed run continues the stream, not restarts it
+            torch.randint(high, (self.batch_size,), generator=generator)
         produced = 0
         while self.n_batches is None or produced < self.n_batches:
             offsets = torch.randint(high, (self.batch_size,), generator=generator)
@@ -82,7 +84,11 @@ class TokenDataModule(pl.LightningDataModule):
         check_long_enough(self.val_tokens, self.block_size, "val")
 
     def train_dataloader(self) -> DataLoader:
-        stream = RandomWindows(self.train_tokens, self.block_size, self.batch_size, self.seed)
+        # After a resume the trainer has restored its step count: skip the batches drawn so far.
+        trainer = self._trainer
+        done = trainer.global_step * trainer.accumulate_grad_batches if trainer else 0
+        stream = RandomWindows(self.train_tokens, self.block_size, self.batch_size, self.seed,
+                               skip_batches=done)
         return DataLoader(stream, batch_size=None, pin_memory=self.pin_memory)
 
     def val_dataloader(self) -> DataLoader:

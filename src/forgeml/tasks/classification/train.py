@@ -13,7 +13,6 @@ from forgeml.artifacts import load_best_weights, read_data_card
 from forgeml.config import instantiate
 from forgeml.data.tensors import PreparedDataModule, load_split
 from forgeml.fitting import FittedRun, fit
-from forgeml.io import atomic_write_text
 from forgeml.models.classifier import ImageClassifier, build_network
 
 
@@ -61,7 +60,7 @@ def train(cfg: DictConfig) -> dict | None:
         curve = "epoch,train_loss,train_acc,val_loss,val_acc\n" + "".join(
             f"{h['epoch']},{h['train_loss']:.6f},{h['train_acc']:.6f},{h['val_loss']:.6f},"
             f"{h['val_acc']:.6f}\n" for h in task.history)
-        atomic_write_text(Path(cfg.paths.plots) / "learning_curve.csv", curve)
+        fitted.outputs.write_text(Path(cfg.paths.plots) / "learning_curve.csv", curve)
         return summary
 
     return fit(cfg, task, datamodule, card, finish)

@@ -13,7 +13,6 @@ from forgeml.artifacts import load_best_weights, read_data_card
 from forgeml.config import instantiate
 from forgeml.data.token_stream import TokenDataModule
 from forgeml.fitting import FittedRun, fit
-from forgeml.io import atomic_write_text
 from forgeml.models.gpt import GPT
 from forgeml.models.language_model import LanguageModel
 
@@ -64,7 +63,7 @@ def train(cfg: DictConfig) -> dict | None:
         curve = "step,train_loss,val_loss,lr,tokens_per_s\n" + "".join(
             f"{h['step']},{h['train_loss']:.6f},{h['val_loss']:.6f},{h['lr']:.6g},"
             f"{h['tokens_per_s']:.1f}\n" for h in history if math.isfinite(h["val_loss"]))
-        atomic_write_text(Path(cfg.paths.plots) / "learning_curve.csv", curve)
+        fitted.outputs.write_text(Path(cfg.paths.plots) / "learning_curve.csv", curve)
         return summary
 
     return fit(cfg, module, datamodule, card, finish)

@@ -67,7 +67,7 @@ def train(cfg: DictConfig) -> dict | None:
         curve = "epoch,train_loss,val_loss,val_hr,val_ndcg\n" + "".join(
             f"{h['epoch']},{h['train_loss']:.6f},{h['val_loss']:.6f},{h['val_hr']:.6f},"
             f"{h['val_ndcg']:.6f}\n" for h in history)
-        atomic_write_text(Path(cfg.paths.plots) / "learning_curve.csv", curve)
+        fitted.outputs.write_text(Path(cfg.paths.plots) / "learning_curve.csv", curve)
         return summary
 
     return fit(cfg, module, datamodule, card, finish, monitor=f"val/ndcg_at_{k}", mode="max")

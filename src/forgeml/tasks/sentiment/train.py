@@ -19,7 +19,6 @@ from forgeml.data.reviews import package_file
 from forgeml.data.text_batches import read_split
 from forgeml.data.text_datamodule import TextDataModule
 from forgeml.fitting import FittedRun, fit, fit_estimator
-from forgeml.io import atomic_write_text
 from forgeml.tasks.sentiment.predictor import (
     EstimatorTextPredictor,
     NeuralTextPredictor,
@@ -138,13 +137,12 @@ def _train_network(cfg: DictConfig, network, card: dict) -> dict | None:
         curve = "epoch,train_loss,train_acc,val_loss,val_acc\n" + "".join(
             f"{h['epoch']},{h['train_loss']:.6f},{h['train_acc']:.6f},{h['val_loss']:.6f},"
             f"{h['val_acc']:.6f}\n" for h in history)
-        atomic_write_text(Path(cfg.paths.plots) / "learning_curve.csv", curve)
+        fitted.outputs.write_text(Path(cfg.paths.plots) / "learning_curve.csv", curve)
         return summary
 
     monitor = cfg.train.early_stopping.monitor if cfg.train.early_stopping.enabled else "val/loss"
     mode = cfg.train.early_stopping.mode if cfg.train.early_stopping.enabled else "min"
-    return fit(cfg, module, datamodule, card, finish, monitor=monitor, mode=mode,
-               weights_only_checkpoints=True)
+    return fit(cfg, module, datamodule, card, finish, monitor=monitor, mode=mode)
 
 
 def _save_and_log(cfg: DictConfig, fitted: FittedRun, predictor: TextPredictor,

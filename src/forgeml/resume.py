@@ -1,0 +1,112 @@
+"""Where a train stage keeps what it needs to survive a crash: its checkpoints and the MLflow run
+they belong to, in `.forgeml/resume/<experiment>/<key>/`, outside every output DVC deletes. The
+key is what determines the result (composed config, data hash, code), so a rerun with the same
+inputs resumes and any change starts fresh."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import shutil
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from forgeml.config import config_hash
+from forgeml.io import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.json"
+RESUMABLE = ("last.ckpt", "on_exception.ckpt")  # newest readable one wins
+PROGRESS_ATTRS = ("history", "train_seconds", "train_samples", "train_tokens", "train_pairs")
+
+
+def code_version() -> str:
+    """A digest of the installed forgeml sources: a code change must not resume old weights."""
+    digest = hashlib.sha256()
+    root = files("forgeml")
+    for path in sorted(Path(str(root)).rglob("*.py")):
+        digest.update(path.relative_to(Path(str(root))).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+class ResumePoint:
+    """One training's resume folder: its checkpoints and `state.json` (the MLflow run id)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    @classmethod
+    def for_training(cls, cfg: DictConfig, card: dict, root: Path) -> ResumePoint:
+        key = hashlib.sha256(json.dumps([config_hash(cfg), card.get("data_hash", ""),
+                                         code_version()]).encode()).hexdigest()[:16]
+        return cls(root / ".forgeml" / "resume" / cfg.logger.experiment_name / key)
+
+    def run_id(self) -> str | None:
+        path = self.folder / STATE_FILE
+        try:
+            return json.loads(path.read_text())["run_id"]
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def start(self, run_id: str) -> None:
+        """Begin a fresh training in this folder (older checkpoints of it are dropped)."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.folder.mkdir(parents=True)
+        atomic_write_json(self.folder / STATE_FILE, {"run_id": run_id})
+
+    def checkpoint(self) -> Path | None:
+        """The newest checkpoint that reads back; a truncated one (a kill while writing) is
+        skipped with a warning."""
+        found = [self.folder / name for name in RESUMABLE if (self.folder / name).is_file()]
+        for path in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True):
+            try:
+                torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except Exception as err:  # noqa: BLE001 - any unreadable file is skipped, not fatal
+                log.warning("skipping unreadable checkpoint %s (%s)", path,
+                            str(err).splitlines()[0])
+                continue
+            return path
+        return None
+
+    @staticmethod
+    def describe(path: Path) -> str:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return f"epoch {state.get('epoch', '?')}, step {state.get('global_step', '?')}"
+
+    def clear(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def progress_state(module: Any) -> dict:
+    """What a task accumulates over training (history, timers, counters) and the RNG states, as
+    plain containers and tensors, so a checkpoint holding it loads with weights_only=True."""
+    numpy_state = np.random.get_state()
+    python_state = random.getstate()
+    return {
+        "progress": {name: getattr(module, name) for name in PROGRESS_ATTRS
+                     if hasattr(module, name)},
+        "rng": {"torch": torch.get_rng_state(),
+                "numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
+                "python": [python_state[0], list(python_state[1]), python_state[2]]},
+    }
+
+
+def restore_progress(module: Any, state: dict) -> None:
+    for name, value in state.get("progress", {}).items():
+        setattr(module, name, value)
+    rng = state.get("rng")
+    if rng:
+        torch.set_rng_state(rng["torch"])
+        kind, keys, *rest = rng["numpy"]
+        np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
+        version, internal, gauss = rng["python"]
+        random.setstate((version, tuple(internal), gauss))
