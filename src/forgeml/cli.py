@@ -46,11 +46,14 @@ def compose(
 
 
 def _run_stage(stage: str, params: Path) -> None:
+    from forgeml.stage_run import stage_guard
     from forgeml.tasks import stage_module
+    from forgeml.tracking import project_root
 
     cfg = _load(params)
     module = stage_module(cfg, stage)
-    result = getattr(module, stage)(cfg)
+    with stage_guard(cfg, stage, project_root()):
+        result = getattr(module, stage)(cfg)
     if result is not None:  # None: a DDP worker rank, which reports nothing
         console.print(module.summarize(cfg, result))
 
@@ -227,8 +230,19 @@ def main() -> None:
     try:
         app()
     except ForgeMLError as err:
-        err_console.print(f"[bold red]error:[/bold red] {err}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        _fail(str(err))
+    except Exception as err:
+        from forgeml.faults import explain
+
+        message = explain(err)
+        if message is None:
+            raise
+        _fail(message)
+
+
+def _fail(message: str) -> None:
+    err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+    sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -80,7 +80,7 @@ class ResumePoint:
     @staticmethod
     def describe(path: Path) -> str:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        return f"epoch {state.get('epoch', '?')}, step {state.get('global_step', '?')}"
+        return f"step {state.get('global_step', '?')} (epoch index {state.get('epoch', '?')})"
 
     def clear(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

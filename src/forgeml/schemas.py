@@ -396,5 +396,46 @@ _PROBLEMS = {"classification": classification_problems, "lm": lm_problems,
              "recsys": recsys_problems, "sentiment": sentiment_problems}
 
 
+_PRECISIONS = {"64", "64-true", "32", "32-true", "16", "16-mixed", "bf16", "bf16-mixed",
+               "16-true", "bf16-true", "transformer-engine", "transformer-engine-float16"}
+_ACCELERATORS = {"auto", "cpu", "gpu", "cuda", "mps", "tpu"}
+_STRATEGIES = {"auto", "ddp", "ddp_spawn", "ddp_fork", "ddp_notebook",
+               "ddp_find_unused_parameters_true", "fsdp", "deepspeed", "single_device"}
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def trainer_problems(cfg: DictConfig) -> list[str]:
+    """The Lightning trainer section, checked here so that a typo stops with the key to fix
+    instead of a Lightning traceback minutes later."""
+    trainer = cfg.get("trainer")
+    if trainer is None:
+        return []
+    problems = []
+    epochs, steps = trainer.get("max_epochs"), trainer.get("max_steps", -1)
+    step_budget = _whole(steps) and steps > 0
+    if not (_whole(epochs) and (epochs >= 1 or (epochs == -1 and step_budget))):
+        problems.append(f"trainer.max_epochs must be an integer >= 1 (got {epochs!r})")
+    if not (_whole(steps) and (steps == -1 or steps >= 1)):
+        problems.append(f"trainer.max_steps must be -1 or an integer >= 1 (got {steps!r})")
+    devices = trainer.get("devices", "auto")
+    if not (devices == "auto" or (_whole(devices) and (devices >= 1 or devices == -1))
+            or (not isinstance(devices, str | int) and all(_whole(d) for d in devices))):
+        problems.append(f"trainer.devices must be 'auto', a count >= 1, -1 (all) or a list of "
+                        f"device indices (got {devices!r})")
+    nodes = trainer.get("num_nodes", 1)
+    if not (_whole(nodes) and nodes >= 1):
+        problems.append(f"trainer.num_nodes must be an integer >= 1 (got {nodes!r})")
+    checks = (("precision", _PRECISIONS, "32-true"), ("accelerator", _ACCELERATORS, "auto"),
+              ("strategy", _STRATEGIES, "auto"))
+    for key, allowed, default in checks:
+        value = str(trainer.get(key, default))
+        if value not in allowed:
+            problems.append(f"trainer.{key} '{value}' is not one of {', '.join(sorted(allowed))}")
+    return problems
+
+
 def check_values(task: str, cfg: DictConfig) -> list[str]:
-    return _PROBLEMS[task](cfg)
+    return _PROBLEMS[task](cfg) + trainer_problems(cfg)

@@ -90,9 +90,31 @@ def lineage_tags(cfg: DictConfig, data_card: dict) -> dict[str, str]:
     return tags
 
 
+_last_uri: list[str] = []  # the store in use, for error messages
+
+
+def last_uri() -> str:
+    return _last_uri[-1] if _last_uri else default_tracking_uri()
+
+
+def display_uri(uri: str) -> str:
+    """`uri` with any password masked (URIs are shown in messages, reports and logs)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
 def client(uri: str):
     from mlflow.tracking import MlflowClient
 
+    _last_uri.append(uri)
+    del _last_uri[:-1]
     return MlflowClient(tracking_uri=uri)
 
 

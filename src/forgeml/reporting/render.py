@@ -39,8 +39,8 @@ def write_report(cfg: DictConfig, run: dict, uri: str, task_template: str,
             env.get_template(f"{task_template}.html.j2").render(**html_context), encoding="utf-8")
         (out / "report.md").write_text(
             env.get_template(f"{task_template}.md.j2").render(**context), encoding="utf-8")
+        tracking.log_artifacts(uri, run["run_id"], [out], "report")  # before it is committed
     reports = Path(cfg.paths.reports)
-    tracking.log_artifacts(uri, run["run_id"], [reports], "report")
     return reports / "report.html"
 
 

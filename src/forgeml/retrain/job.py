@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -16,12 +15,10 @@ from omegaconf.errors import OmegaConfBaseException
 from forgeml import tracking
 from forgeml.artifacts import read_run
 from forgeml.config import compose, load_params, write_params
-from forgeml.errors import ConfigError, ForgeMLError, TrainingError
+from forgeml.errors import ConfigError, DataError, ForgeMLError
+from forgeml.locks import pipeline_lock
 from forgeml.metrics import bootstrap_interval, paired_bootstrap_difference
 from forgeml.retrain import registry, scoring
-from forgeml.retrain.lock import pipeline_lock
-
-FAULT_ENV = "FORGEML_RETRAIN_FAULT"  # test hook: "after_register" raises right after registering
 
 
 @dataclass
@@ -89,32 +86,72 @@ def _retrain_locked(root: Path, pipeline: str, settings: RetrainSettings, force:
     tracking.check_reachable(uri, cfg.logger.connect_timeout_s)
     context = {"pipeline": pipeline, "as_of": as_of or "", "overrides": " ".join(overrides)}
 
+    _finish_interrupted(root, cfg, settings, uri, pipeline, context, echo)
     changes = _dvc_changes(root, settings.dvc_file)
     if not changes and not force:
-        echo(f"'{pipeline}': nothing changed (data, code and params match dvc.lock); skipped")
-        return _record(uri, pipeline, {**context, "decision": "skipped",
-                                       "reason": "nothing changed since the last run"}, {})
+        leftover = _unregistered_model(root, cfg, uri, pipeline)
+        if leftover is None:
+            echo(f"'{pipeline}': nothing changed (data, code and params match dvc.lock); "
+                 "skipped")
+            return _record(uri, pipeline, {**context, "decision": "skipped",
+                                           "reason": "nothing changed since the last run"}, {})
+        echo(f"'{pipeline}': nothing changed, but the current model (run {leftover}) was never "
+             "registered (an interrupted retrain): judging it")
+        return _register_and_judge(root, cfg, settings, uri, pipeline, leftover, context, echo)
     echo(f"'{pipeline}': changed ({', '.join(changes) or 'forced'}); running the pipeline")
-    version = None
+    _dvc(root, ["repro", *(["--force"] if force else []), settings.dvc_file], echo)
+    run_id = read_run(_at(root, cfg))["run_id"]
+    return _register_and_judge(root, cfg, settings, uri, pipeline, run_id, context, echo)
+
+
+def _register_and_judge(root: Path, cfg: DictConfig, settings: RetrainSettings, uri: str,
+                        pipeline: str, run_id: str, context: dict, echo,
+                        version: str | None = None) -> dict:
     try:
-        _dvc(root, ["repro", *(["--force"] if force else []), settings.dvc_file], echo)
-        run_id = read_run(_at(root, cfg))["run_id"]
-        version = registry.register(uri, pipeline, run_id)
-        echo(f"registered {pipeline} version {version} (alias challenger), run {run_id}")
-        if os.environ.get(FAULT_ENV) == "after_register":
-            raise TrainingError(f"fault injected after registration ({FAULT_ENV})")
+        if version is None:
+            version = registry.register(uri, pipeline, run_id)
+            echo(f"registered {pipeline} version {version} (alias challenger), run {run_id}")
         decision = _judge(root, cfg, settings, uri, pipeline, version, run_id)
     except BaseException as err:
         if version is not None:
             registry.drop_challenger(uri, pipeline, version)
             registry.tag_version(uri, pipeline, version, {
-                "forgeml.retrain.decision": "failed", "forgeml.retrain.reason": str(err)[:500]})
+                registry.DECISION: "failed", "forgeml.retrain.reason": str(err)[:500]})
         _record(uri, pipeline, {**context, "decision": "failed", "reason": str(err)[:500],
                                 "challenger_version": version or ""}, {})
         raise
     decision.update(context)
     echo(f"decision: {decision['decision']} — {decision['reason']}")
     return _record(uri, pipeline, decision, decision.pop("metrics"))
+
+
+def _finish_interrupted(root: Path, cfg: DictConfig, settings: RetrainSettings, uri: str,
+                        pipeline: str, context: dict, echo) -> None:
+    """A retrain or rollback killed part-way: finish a half-moved alias, and judge a registered
+    challenger that was never judged (or mark it failed when its model is gone)."""
+    found = registry.repair(uri, pipeline)
+    if found.completed:
+        echo(f"'{pipeline}': {found.completed}")
+    if found.unjudged is None:
+        return
+    version, run_id = str(found.unjudged.version), found.unjudged.run_id
+    echo(f"'{pipeline}': version {version} (run {run_id}) was registered but never judged "
+         "(an interrupted retrain): judging it now")
+    try:
+        _register_and_judge(root, cfg, settings, uri, pipeline, run_id,
+                            {**context, "note": "judged after an interrupted retrain"}, echo,
+                            version=version)
+    except ForgeMLError as err:
+        echo(f"'{pipeline}': version {version} could not be judged and is marked failed ({err})")
+
+
+def _unregistered_model(root: Path, cfg: DictConfig, uri: str, pipeline: str) -> str | None:
+    """The pipeline's current model's run when no registry version holds it."""
+    try:
+        run_id = read_run(_at(root, cfg))["run_id"]
+    except DataError:
+        return None
+    return None if registry.registered_run(uri, pipeline, run_id) else run_id
 
 
 def _at(root: Path, cfg: DictConfig) -> DictConfig:
@@ -175,16 +212,14 @@ def _judge(root: Path, cfg: DictConfig, settings: RetrainSettings, uri: str, pip
                                "blocks promotion")
     result.update(decision="promoted" if promote else "rejected", reason=reason, drift=drift,
                   metrics=metrics)
-    tags = {"forgeml.retrain.decision": result["decision"], "forgeml.retrain.reason": reason,
+    tags = {"forgeml.retrain.reason": reason,
             f"forgeml.retrain.{settings.metric}": f"{metrics['challenger']:.6f}"}
-    registry.tag_version(uri, pipeline, version, tags)
     if champion is not None:
         registry.tag_version(uri, pipeline, str(champion.version), {
             "forgeml.retrain.last_challenger": version,
             "forgeml.retrain.last_outcome": "replaced" if promote else "kept",
             f"forgeml.retrain.{settings.metric}_now": f"{metrics['champion']:.6f}"})
-    if promote:
-        registry.promote(uri, pipeline, version)
+    registry.decide(uri, pipeline, version, promote, tags)
     return result
 
 

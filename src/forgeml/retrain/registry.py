@@ -1,16 +1,33 @@
 """The MLflow model registry as retraining uses it: one registered model per pipeline, aliases
-`challenger` and `champion`, and the champion history (for rollback) as a registered-model tag.
-Moving an alias is a single registry call, so the champion is never half-updated."""
+`challenger` and `champion`. The registry is its own record: a version's tags say whether it
+was judged, promoted (and when) or rolled back, so the champion history is derived from them and
+cannot disagree with the alias. Every change is ordered so that a kill between two registry
+calls leaves a state `repair` completes:
+
+- promote: tag `promoted_at`, then the decision (the commit point), then move the alias;
+- rollback: tag the current champion `rolled_back`, then move the alias to the newest earlier
+  champion."""
 
 from __future__ import annotations
 
-import json
+import time
+from dataclasses import dataclass
 
 from forgeml import tracking
 from forgeml.errors import TrackingError
 
 CHAMPION, CHALLENGER = "champion", "challenger"
-HISTORY_TAG = "forgeml.champion_history"  # JSON list of versions that were champion, oldest first
+DECISION = "forgeml.retrain.decision"  # promoted | rejected | failed; absent = not judged yet
+PROMOTED_AT = "forgeml.promoted_at"  # epoch milliseconds of the promotion decision
+ROLLED_BACK = "forgeml.rolled_back"
+
+
+@dataclass
+class Repair:
+    """What `repair` found and did."""
+
+    unjudged: object | None = None  # a registered challenger whose judgement never finished
+    completed: str = ""  # a half-done promotion or rollback it finished, in words
 
 
 def _client(uri: str):
@@ -41,21 +58,34 @@ def alias_version(uri: str, pipeline: str, alias: str):
         return None
 
 
+def versions(uri: str, pipeline: str) -> list:
+    return sorted(_client(uri).search_model_versions(f"name='{pipeline}'"),
+                  key=lambda v: int(v.version))
+
+
+def registered_run(uri: str, pipeline: str, run_id: str):
+    """The version registered from `run_id`, or None."""
+    return next((v for v in versions(uri, pipeline) if v.run_id == run_id), None)
+
+
 def history(uri: str, pipeline: str) -> list[str]:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        tags = _client(uri).get_registered_model(pipeline).tags
-    except MlflowException:
-        return []
-    return json.loads(tags.get(HISTORY_TAG, "[]"))
+    """Versions that were promoted and not rolled back, oldest promotion first."""
+    promoted = [v for v in versions(uri, pipeline) if v.tags.get(DECISION) == "promoted"
+                and PROMOTED_AT in v.tags and v.tags.get(ROLLED_BACK) != "true"]
+    return [str(v.version) for v in sorted(promoted, key=lambda v: int(v.tags[PROMOTED_AT]))]
 
 
-def promote(uri: str, pipeline: str, version: str) -> None:
+def decide(uri: str, pipeline: str, version: str, promote: bool, tags: dict[str, str]) -> None:
+    """Record the judgement of `version` (its tags, the decision last) and, if it won, make it
+    the champion."""
     client = _client(uri)
-    past = history(uri, pipeline)
-    client.set_registered_model_tag(pipeline, HISTORY_TAG, json.dumps([*past, version]))
-    client.set_registered_model_alias(pipeline, CHAMPION, version)
+    if promote:
+        client.set_model_version_tag(pipeline, version, PROMOTED_AT, str(int(time.time() * 1000)))
+    tag_version(uri, pipeline, version, tags)
+    client.set_model_version_tag(pipeline, version, DECISION,
+                                 "promoted" if promote else "rejected")
+    if promote:
+        client.set_registered_model_alias(pipeline, CHAMPION, version)
 
 
 def tag_version(uri: str, pipeline: str, version: str, tags: dict[str, str]) -> None:
@@ -71,22 +101,63 @@ def drop_challenger(uri: str, pipeline: str, version: str) -> None:
         _client(uri).delete_registered_model_alias(pipeline, CHALLENGER)
 
 
+def repair(uri: str, pipeline: str) -> Repair:
+    """Finish what a killed retrain or rollback left half done; report an unjudged
+    challenger (the caller judges it or marks it failed)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        _client(uri).get_registered_model(pipeline)
+    except MlflowException:
+        return Repair()
+    found = Repair()
+    challenger = alias_version(uri, pipeline, CHALLENGER)
+    if challenger is not None and DECISION not in challenger.tags:
+        found.unjudged = challenger
+    champion = alias_version(uri, pipeline, CHAMPION)
+    past = history(uri, pipeline)
+    if champion is not None and champion.tags.get(ROLLED_BACK) == "true":
+        earlier = _earlier_champions(uri, pipeline, champion)
+        if earlier:
+            _client(uri).set_registered_model_alias(pipeline, CHAMPION, earlier[-1])
+            found.completed = (f"finished an interrupted rollback: champion version "
+                               f"{champion.version} -> {earlier[-1]}")
+        return found
+    newest = past[-1] if past else None
+    if newest is not None and (champion is None or newest != str(champion.version)) and \
+            _promoted_at(uri, pipeline, newest) > _promoted_at(uri, pipeline, champion):
+        _client(uri).set_registered_model_alias(pipeline, CHAMPION, newest)
+        found.completed = (f"finished an interrupted promotion: champion version "
+                           f"{champion.version if champion else 'none'} -> {newest}")
+    return found
+
+
 def rollback(uri: str, pipeline: str) -> tuple[str, str]:
-    """Point `champion` back at the previous champion; returns (from, to) versions."""
+    """Point `champion` back at the previous champion; returns (from, to) versions. Never
+    moves forward: the target is the newest champion promoted before the current one."""
     current = alias_version(uri, pipeline, CHAMPION)
     if current is None:
-        raise TrackingError(f"Pipeline '{pipeline}' has no champion in {uri}: nothing to roll "
-                            "back.")
-    past = history(uri, pipeline)
-    earlier = [v for v in past if v != str(current.version)]
+        raise TrackingError(f"Pipeline '{pipeline}' has no champion in "
+                            f"{tracking.display_uri(uri)}: nothing to roll back.")
+    earlier = _earlier_champions(uri, pipeline, current)
     if not earlier:
         raise TrackingError(f"Version {current.version} is the first champion of '{pipeline}': "
                             "there is no previous champion to roll back to.")
-    target = earlier[-1]
     client = _client(uri)
-    # History without the rolled-back version, so a second rollback goes one step further.
-    client.set_registered_model_tag(pipeline, HISTORY_TAG, json.dumps(
-        [v for v in past if v != str(current.version)]))
-    client.set_registered_model_alias(pipeline, CHAMPION, target)
-    client.set_model_version_tag(pipeline, str(current.version), "forgeml.rolled_back", "true")
-    return str(current.version), target
+    client.set_model_version_tag(pipeline, str(current.version), ROLLED_BACK, "true")
+    client.set_registered_model_alias(pipeline, CHAMPION, earlier[-1])
+    return str(current.version), earlier[-1]
+
+
+def _earlier_champions(uri: str, pipeline: str, current) -> list[str]:
+    since = _promoted_at(uri, pipeline, current)
+    return [v for v in history(uri, pipeline) if v != str(current.version)
+            and _promoted_at(uri, pipeline, v) < since]
+
+
+def _promoted_at(uri: str, pipeline: str, version) -> int:
+    if version is None:
+        return -1
+    if isinstance(version, str):
+        version = _client(uri).get_model_version(pipeline, version)
+    return int(version.tags.get(PROMOTED_AT, "-1"))

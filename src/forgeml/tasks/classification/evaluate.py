@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from forgeml import tracking
 from forgeml.artifacts import read_run
 from forgeml.data.tensors import load_split
-from forgeml.io import atomic_dir, atomic_write_json, atomic_write_text
+from forgeml.io import atomic_write_json, atomic_write_text, staged_outputs
 from forgeml.metrics import (
     bootstrap_interval,
     classification_metrics,
@@ -63,17 +63,18 @@ def evaluate(cfg: DictConfig) -> dict:
     confusion = "actual,predicted\n" + "".join(
         f"{names[a]},{names[p]}\n" for a, p in zip(labels.tolist(), predicted.tolist(),
                                                    strict=True))
-    with atomic_dir(cfg.paths.eval) as out:
+    with staged_outputs() as staged:
+        out = staged.dir(cfg.paths.eval)
         confidence = probs.max(1).values
         atomic_write_text(out / "predictions.csv", "index,label,predicted,confidence\n" + "".join(
             f"{i},{y},{p},{c:.6f}\n" for i, (y, p, c) in enumerate(zip(
                 labels.tolist(), predicted.tolist(), confidence.tolist(), strict=True))))
         atomic_write_json(out / "evaluation.json", result)
-    atomic_write_text(Path(cfg.paths.plots) / "confusion.csv", confusion)
-    metrics_file = atomic_write_json(Path(cfg.paths.metrics) / "test.json", headline)
-
-    tracking.log_metrics(uri, run["run_id"], {f"test/{k}": v for k, v in headline.items()})
-    tracking.log_artifacts(uri, run["run_id"], [metrics_file, Path(cfg.paths.eval)], "evaluation")
+        staged.write_text(Path(cfg.paths.plots) / "confusion.csv", confusion)
+        metrics_file = staged.write_json(Path(cfg.paths.metrics) / "test.json", headline)
+        # Logged before the outputs are committed: outputs never describe a run MLflow lacks.
+        tracking.log_metrics(uri, run["run_id"], {f"test/{k}": v for k, v in headline.items()})
+        tracking.log_artifacts(uri, run["run_id"], [metrics_file, out], "evaluation")
     return result
 
 

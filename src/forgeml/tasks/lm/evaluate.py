@@ -12,7 +12,7 @@ from forgeml import tracking
 from forgeml.artifacts import read_data_card, read_run
 from forgeml.data.token_stream import check_long_enough, load_tokens
 from forgeml.data.tokenizer import load_tokenizer
-from forgeml.io import atomic_dir, atomic_write_json, atomic_write_text
+from forgeml.io import atomic_write_json, atomic_write_text, staged_outputs
 from forgeml.lm_metrics import (
     bigram_window_nll,
     model_window_nll,
@@ -79,14 +79,15 @@ def evaluate(cfg: DictConfig) -> dict:
         "bigram_bits_per_char": result["bigram"]["bits_per_char"],
         "generation_tokens_per_s": result["generation_tokens_per_s"],
     }
-    with atomic_dir(cfg.paths.eval) as out:
+    with staged_outputs() as staged:
+        out = staged.dir(cfg.paths.eval)
         atomic_write_text(out / "window_nll.csv", "window,model,unigram,bigram\n" + "".join(
             f"{i},{m:.6f},{u:.6f},{b:.6f}\n" for i, (m, u, b) in enumerate(zip(
                 scores["model"], scores["unigram"], scores["bigram"], strict=True))))
         atomic_write_json(out / "evaluation.json", result)
-    metrics_file = atomic_write_json(Path(cfg.paths.metrics) / "test.json", headline)
-    tracking.log_metrics(uri, run["run_id"], {f"test/{k}": v for k, v in headline.items()})
-    tracking.log_artifacts(uri, run["run_id"], [metrics_file, Path(cfg.paths.eval)], "evaluation")
+        metrics_file = staged.write_json(Path(cfg.paths.metrics) / "test.json", headline)
+        tracking.log_metrics(uri, run["run_id"], {f"test/{k}": v for k, v in headline.items()})
+        tracking.log_artifacts(uri, run["run_id"], [metrics_file, out], "evaluation")
     return result
 
 

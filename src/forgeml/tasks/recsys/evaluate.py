@@ -14,7 +14,7 @@ from torch import nn
 from forgeml import tracking
 from forgeml.artifacts import read_run
 from forgeml.data.interactions import TEST, TRAIN, VAL, PreparedInteractions, load_interactions
-from forgeml.io import atomic_dir, atomic_write_json, atomic_write_text
+from forgeml.io import atomic_write_json, atomic_write_text, staged_outputs
 from forgeml.metrics import bootstrap_interval, paired_bootstrap_difference
 from forgeml.models.ranker import score_candidates
 from forgeml.ranking_metrics import hit_rate, ndcg, rank_of_target
@@ -129,15 +129,16 @@ def evaluate(cfg: DictConfig) -> dict:
     if ev.full_ranking:
         headline[f"full_hr_at_{k}"] = result["full_ranking"]["model"]["hr"]
         headline[f"full_ndcg_at_{k}"] = result["full_ranking"]["model"]["ndcg"]
-    with atomic_dir(cfg.paths.eval) as out:
+    with staged_outputs() as staged:
+        out = staged.dir(cfg.paths.eval)
         atomic_write_text(out / "ranks.csv", "user,item,model,popularity,mf\n" + "".join(
             f"{u},{i},{m},{p},{f}\n" for u, i, m, p, f in zip(
                 users.tolist(), candidates[:, 0].tolist(), ranks["model"].tolist(),
                 ranks["popularity"].tolist(), ranks["mf"].tolist(), strict=True)))
         atomic_write_json(out / "evaluation.json", result)
-    metrics_file = atomic_write_json(Path(cfg.paths.metrics) / "test.json", headline)
-    tracking.log_metrics(uri, run["run_id"], {f"test/{key}": v for key, v in headline.items()})
-    tracking.log_artifacts(uri, run["run_id"], [metrics_file, Path(cfg.paths.eval)], "evaluation")
+        metrics_file = staged.write_json(Path(cfg.paths.metrics) / "test.json", headline)
+        tracking.log_metrics(uri, run["run_id"], {f"test/{key}": v for key, v in headline.items()})
+        tracking.log_artifacts(uri, run["run_id"], [metrics_file, out], "evaluation")
     return result
 
 

@@ -15,7 +15,7 @@ from forgeml import tracking
 from forgeml.artifacts import read_data_card, read_run
 from forgeml.data.text_batches import read_split
 from forgeml.errors import DataError
-from forgeml.io import atomic_dir, atomic_write_json, atomic_write_text
+from forgeml.io import atomic_write_json, atomic_write_text, staged_outputs
 from forgeml.metrics import bootstrap_interval, bootstrap_metric, paired_bootstrap_difference
 from forgeml.tasks.sentiment.baselines import MODEL_DIR
 from forgeml.tasks.sentiment.predictor import TextPredictor, load_predictor, seconds_per_1k
@@ -172,17 +172,19 @@ def evaluate(cfg: DictConfig) -> dict:
     for name, r in results.items():
         if name != MAIN:
             headline[f"{name}_acc"] = r["acc"]
-    with atomic_dir(cfg.paths.eval) as out:
+    with staged_outputs() as staged:
+        out = staged.dir(cfg.paths.eval)
         atomic_write_text(out / "predictions.csv", "index,label,predicted,confidence,correct\n"
                           + "".join(f"{i},{y},{p},{c:.6f},{int(y == p)}\n" for i, (y, p, c) in
                                     enumerate(zip(labels.tolist(), predicted.tolist(),
                                                   confidence.tolist(), strict=True))))
         atomic_write_json(out / "evaluation.json", result)
-    atomic_write_text(Path(cfg.paths.plots) / "confusion.csv", "actual,predicted\n" + "".join(
-        f"{class_names[a]},{class_names[p]}\n" for a, p in zip(labels, predicted, strict=True)))
-    metrics_file = atomic_write_json(Path(cfg.paths.metrics) / "test.json", headline)
-    tracking.log_metrics(uri, run["run_id"], {f"test/{k}": v for k, v in headline.items()})
-    tracking.log_artifacts(uri, run["run_id"], [metrics_file, Path(cfg.paths.eval)], "evaluation")
+        staged.write_text(Path(cfg.paths.plots) / "confusion.csv", "actual,predicted\n" + "".join(
+            f"{class_names[a]},{class_names[p]}\n" for a, p in zip(labels, predicted,
+                                                                    strict=True)))
+        metrics_file = staged.write_json(Path(cfg.paths.metrics) / "test.json", headline)
+        tracking.log_metrics(uri, run["run_id"], {f"test/{k}": v for k, v in headline.items()})
+        tracking.log_artifacts(uri, run["run_id"], [metrics_file, out], "evaluation")
     return result
 
 

@@ -1,5 +1,6 @@
-"""One retrain per pipeline at a time. The lock is an OS file lock (flock): the kernel drops it
-when its process dies, so a lock left by a crashed or killed job never blocks the next one."""
+"""Named OS file locks (flock) under `.forgeml/locks/`: the kernel drops a lock when its process
+dies, so a lock left by a crashed or killed process never blocks the next one. Used for one
+retrain per pipeline and for one writer per stage's outputs."""
 
 from __future__ import annotations
 
@@ -14,17 +15,17 @@ from filelock import FileLock, Timeout
 
 
 @contextmanager
-def pipeline_lock(root: Path, pipeline: str, wait: bool) -> Iterator[dict | None]:
-    """Yields None once this process holds the lock; when another retrain holds it (and `wait`
+def named_lock(root: Path, name: str, wait: bool) -> Iterator[dict | None]:
+    """Yields None once this process holds the lock; when another process holds it (and `wait`
     is false), yields that holder's record ({} if unknown) without waiting."""
     folder = root / ".forgeml" / "locks"
     folder.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(folder / f"{pipeline}.lock")
-    info = folder / f"{pipeline}.json"
+    lock = FileLock(folder / f"{name}.lock")
+    info = folder / f"{name}.json"
     try:
         lock.acquire(timeout=-1 if wait else 0)
     except Timeout:
-        yield holder(root, pipeline) or {}
+        yield holder(root, name) or {}
         return
     record = {"pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     info.write_text(json.dumps(record))
@@ -35,8 +36,13 @@ def pipeline_lock(root: Path, pipeline: str, wait: bool) -> Iterator[dict | None
         lock.release()
 
 
-def holder(root: Path, pipeline: str) -> dict | None:
-    path = root / ".forgeml" / "locks" / f"{pipeline}.json"
+def pipeline_lock(root: Path, pipeline: str, wait: bool):
+    """One retrain of `pipeline` at a time."""
+    return named_lock(root, pipeline, wait)
+
+
+def holder(root: Path, name: str) -> dict | None:
+    path = root / ".forgeml" / "locks" / f"{name}.json"
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
