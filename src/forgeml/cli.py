@@ -216,10 +216,24 @@ def rollback(
     = None,
 ) -> None:
     """Point the `champion` alias back at the previous champion."""
-    from forgeml.retrain.registry import rollback as run
-    from forgeml.tracking import default_tracking_uri
+    from forgeml.errors import ConfigError
+    from forgeml.locks import pipeline_lock
+    from forgeml.retrain import registry
+    from forgeml.tracking import default_tracking_uri, project_root
 
-    was, now = run(tracking_uri or default_tracking_uri(), pipeline)
+    uri = tracking_uri or default_tracking_uri()
+    try:
+        root = project_root()
+    except ConfigError:  # run outside a project: only the registry is touched
+        root = Path.cwd()
+    with pipeline_lock(root, pipeline, wait=True):  # never beside a retrain of it
+        repaired = registry.repair(uri, pipeline)
+        if "rollback" in repaired.completed:  # this is the rollback that was interrupted
+            console.print(f"{pipeline}: {repaired.completed}")
+            return
+        if repaired.completed:
+            console.print(f"{pipeline}: {repaired.completed}")
+        was, now = registry.rollback(uri, pipeline)
     console.print(f"{pipeline}: champion moved from version {was} back to version {now}")
 
 

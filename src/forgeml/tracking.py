@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -211,6 +213,19 @@ def log_artifacts(uri: str, run_id: str, paths: list[Path], artifact_path: str) 
             mlflow_client.log_artifact(run_id, str(path), artifact_path)
 
 
+@contextlib.contextmanager
+def run_context(uri: str, run_id: str) -> Iterator[None]:
+    """MLflow's fluent API inside an existing run, leaving the run's status as it was: the
+    fluent `start_run` block would mark it FINISHED on exit, before the stage has committed."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    status = client(uri).get_run(run_id).info.status
+    with mlflow.start_run(run_id=run_id):
+        yield
+    client(uri).update_run(run_id, status=status)
+
+
 def log_model(uri: str, run_id: str, network, input_example,
               output_transform: str | None = None) -> str:
     """Log the network (pickle format, so it loads back as the nn.Module) with its signature;
@@ -227,8 +242,7 @@ def log_model(uri: str, run_id: str, network, input_example,
             output = torch.softmax(output, dim=-1)
         output = output.numpy()
     signature = infer_signature(input_example, output)
-    mlflow.set_tracking_uri(uri)
-    with mlflow.start_run(run_id=run_id):
+    with run_context(uri, run_id):
         info = mlflow.pytorch.log_model(
             network, name="model", signature=signature, input_example=input_example,
             serialization_format="pickle",

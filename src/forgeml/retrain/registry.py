@@ -26,7 +26,7 @@ ROLLED_BACK = "forgeml.rolled_back"
 class Repair:
     """What `repair` found and did."""
 
-    unjudged: object | None = None  # a registered challenger whose judgement never finished
+    unjudged: object | None = None  # a registered version whose judgement never finished
     completed: str = ""  # a half-done promotion or rollback it finished, in words
 
 
@@ -111,9 +111,13 @@ def repair(uri: str, pipeline: str) -> Repair:
     except MlflowException:
         return Repair()
     found = Repair()
-    challenger = alias_version(uri, pipeline, CHALLENGER)
-    if challenger is not None and DECISION not in challenger.tags:
-        found.unjudged = challenger
+    undecided = [v for v in versions(uri, pipeline) if DECISION not in v.tags]
+    if undecided:  # the newest is judged; older ones were superseded by a later retrain
+        found.unjudged = undecided[-1]
+        for stale in undecided[:-1]:
+            tag_version(uri, pipeline, str(stale.version), {
+                DECISION: "failed", "forgeml.retrain.reason": "interrupted before judgement "
+                "and superseded by a later version"})
     champion = alias_version(uri, pipeline, CHAMPION)
     past = history(uri, pipeline)
     if champion is not None and champion.tags.get(ROLLED_BACK) == "true":

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import mlflow.pyfunc
 
+from forgeml import tracking
 from forgeml.tasks.sentiment.predictor import TextPredictor, load_predictor, predictions_frame
 
 # The input is a DataFrame (or a list of texts) and the signature is logged explicitly.
@@ -36,8 +37,7 @@ def log_model(uri: str, run_id: str, predictor: TextPredictor, folder: Path,
     signature = infer_signature(example, predictions_frame(predictor, examples))
     requirements = [f"mlflow=={mlflow.__version__}", f"scikit-learn=={sklearn.__version__}",
                     f"torch=={torch.__version__.split('+')[0]}", "transformers", "tokenizers"]
-    mlflow.set_tracking_uri(uri)
-    with mlflow.start_run(run_id=run_id):
+    with tracking.run_context(uri, run_id):
         info = mlflow.pyfunc.log_model(
             name="model", python_model=SentimentModel(), artifacts={"predictor": str(folder)},
             signature=signature, input_example=example, pip_requirements=requirements)
