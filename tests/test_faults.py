@@ -201,3 +201,81 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+# --- scheduled retraining and rollback, killed between registry calls -------------------------
+ALIAS_CALL = "mlflow.tracking.client:MlflowClient.set_registered_model_alias@{n}"
+WEAK = ["--set", "optimizer.lr=0.00003", "--set", "trainer.max_epochs=1",
+        "--set", "trainer.enable_progress_bar=false"]
+QUICK = ["--set", "trainer.max_epochs=2", "--set", "trainer.enable_progress_bar=false"]
+WORSE = ["--set", "optimizer.lr=0.000001", *QUICK]
+
+
+@pytest.fixture(scope="module")
+def registry_project(tmp_path_factory) -> Path:
+    project = make_project(tmp_path_factory.mktemp("registry-faults"))
+    settings = project / "conf/retrain/digits.yaml"
+    settings.write_text(settings.read_text().replace("floor: 0.9", "floor: 0.05"))
+    return project
+
+
+def retrain(project: Path, *args: str, kill: str | None = None):
+    command = [FORGEML, "retrain", "digits", *args]
+    if kill is None:
+        return run(command, cwd=project)
+    result = run(command, cwd=project, check=False, env=killed_at(kill))
+    assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
+    return result
+
+
+def champion(project: Path) -> str | None:
+    try:
+        return str(client(project).get_model_version_by_alias("digits", "champion").version)
+    except Exception:  # noqa: BLE001 - no registered model or no alias yet
+        return None
+
+
+def decision(project: Path, version: str) -> str | None:
+    return client(project).get_model_version("digits", version).tags.get(
+        "forgeml.retrain.decision")
+
+
+def test_killed_before_registering_the_next_retrain_registers_and_judges(registry_project):
+    retrain(registry_project, *WEAK, kill="forgeml.retrain.registry:register@1")
+    assert champion(registry_project) is None
+    out = retrain(registry_project).stdout
+    assert "was never registered" in out and "decision: promoted" in out
+    assert champion(registry_project) == "1" and decision(registry_project, "1") == "promoted"
+
+
+def test_killed_between_decision_and_alias_the_next_run_finishes_the_promotion(registry_project):
+    # Alias calls: 1 = challenger (register), 2 = champion (the promotion).
+    retrain(registry_project, *QUICK, kill=ALIAS_CALL.format(n=2))
+    assert decision(registry_project, "2") == "promoted" and champion(registry_project) == "1"
+    out = retrain(registry_project).stdout
+    assert "finished an interrupted promotion: champion version 1 -> 2" in out
+    assert champion(registry_project) == "2"
+
+
+def test_killed_while_judging_the_challenger_is_judged_next_time(registry_project):
+    retrain(registry_project, *WORSE, kill="forgeml.retrain.scoring:per_example@1")
+    assert decision(registry_project, "3") is None and champion(registry_project) == "2"
+    out = retrain(registry_project).stdout
+    assert "version 3" in out and "never judged" in out
+    assert decision(registry_project, "3") == "rejected" and champion(registry_project) == "2"
+
+
+def test_a_killed_rollback_is_finished_and_rollback_never_moves_forward(registry_project):
+    killed = run([FORGEML, "rollback", "digits"], cwd=registry_project, check=False,
+                 env=killed_at(ALIAS_CALL.format(n=1)))
+    assert killed.returncode == -signal.SIGKILL
+    assert champion(registry_project) == "2"  # tagged rolled back, alias not moved yet
+    out = run([FORGEML, "rollback", "digits"], cwd=registry_project).stdout
+    assert "finished an interrupted rollback: champion version 2 -> 1" in out
+    assert champion(registry_project) == "1"
+    again = run([FORGEML, "rollback", "digits"], cwd=registry_project, check=False)
+    assert again.returncode == 2 and "no previous champion" in again.stderr
+    assert champion(registry_project) == "1"  # never forward to 2
+    # Every champion there ever was passed its gate.
+    for version in ("1", "2"):
+        assert decision(registry_project, version) == "promoted"

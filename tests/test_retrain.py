@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -12,7 +13,7 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import BIN, make_project, run
+from conftest import BIN, REPO, make_project, run
 
 FORGEML = str(BIN / "forgeml")
 QUICK = ["--set", "trainer.max_epochs=2", "--set", "trainer.enable_progress_bar=false"]
@@ -79,15 +80,20 @@ def test_nothing_changed_is_skipped(project):
     assert len(_registry(project).search_model_versions("name='digits'")) == before
 
 
-def test_a_failure_after_registration_leaves_the_champion_and_registry_consistent(project):
-    result = _retrain(project, "--force", check=False,
-                      env={"FORGEML_RETRAIN_FAULT": "after_register"})
-    assert result.returncode != 0 and "fault injected" in result.stderr
+def test_a_retrain_killed_after_registration_is_judged_by_the_next_one(project):
+    killed = _retrain(project, "--force", *QUICK, check=False, env={
+        "PYTHONPATH": str(REPO / "tests" / "faults"),
+        "FORGEML_KILL_AT": "mlflow.tracking.client:MlflowClient.create_model_version@1:after"})
+    assert killed.returncode == -signal.SIGKILL
     client = _registry(project)
     assert _champion(client) == "2"
-    failed = client.get_model_version("digits", "4")
-    assert failed.tags["forgeml.retrain.decision"] == "failed"
-    assert "challenger" not in failed.aliases and "champion" not in failed.aliases
+    assert "forgeml.retrain.decision" not in client.get_model_version("digits", "4").tags
+    out = _retrain(project).stdout
+    assert "version 4" in out and "never judged" in out
+    judged = client.get_model_version("digits", "4")
+    assert judged.tags["forgeml.retrain.decision"] == "rejected"  # the same model as version 2
+    assert _champion(client) == "2" and "champion" not in judged.aliases
+    assert "nothing changed" in out  # and the pipeline itself is not rerun
 
 
 def test_rollback_points_champion_at_the_previous_champion(project):
