@@ -279,3 +279,110 @@ def test_a_killed_rollback_is_finished_and_rollback_never_moves_forward(registry
     # Every champion there ever was passed its gate.
     for version in ("1", "2"):
         assert decision(registry_project, version) == "promoted"
+
+
+# --- operational faults: one clear line, exit 2, nothing lost ---------------------------------
+def test_a_truncated_resume_checkpoint_starts_afresh_and_the_dead_run_is_marked_killed(project):
+    killed = run([FORGEML, "train"], cwd=project, check=False, env=killed_at(MID_EPOCH))
+    assert killed.returncode == -signal.SIGKILL
+    [dead] = running(project)
+    [last] = (project / ".forgeml/resume/digits").glob("*/last.ckpt")
+    last.write_bytes(last.read_bytes()[:1000])  # as if killed while writing it
+    rerun = run([FORGEML, "train"], cwd=project)
+    assert "skipping unreadable checkpoint" in rerun.stderr and "resuming" not in rerun.stdout
+    fresh = run_json(project)["run_id"]
+    assert fresh != dead and not running(project)
+    dead_run = client(project).get_run(dead)
+    assert dead_run.info.status == "KILLED"
+    assert "marked KILLED by the next start" in dead_run.data.tags["forgeml.killed_reason"]
+
+
+@pytest.mark.parametrize("override,message", [
+    ("trainer.max_epochs=0", "trainer.max_epochs must be an integer >= 1 (got 0)"),
+    ("trainer.precision=17", "trainer.precision '17' is not one of"),
+    ("trainer.devices=0", "trainer.devices must be 'auto', a count >= 1"),
+])
+def test_bad_trainer_values_are_refused_when_composing(project, tmp_path, override, message):
+    result = run([FORGEML, "compose", override, "-o", str(tmp_path / "p.yaml")], cwd=project,
+                 check=False)
+    assert result.returncode == 2 and message in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "p.yaml").exists()
+
+
+def _evaluate_outputs(project: Path) -> list[Path]:
+    return [project / "eval/digits", project / "metrics/digits/test.json",
+            project / "plots/digits/confusion.csv"]
+
+
+def test_a_truncated_model_checkpoint_is_refused_with_its_name(project):
+    best = project / "models/digits/best.ckpt"
+    saved = best.read_bytes()
+    before = digest(*_evaluate_outputs(project))
+    best.write_bytes(saved[:2000])
+    try:
+        result = run([FORGEML, "evaluate"], cwd=project, check=False)
+    finally:
+        best.write_bytes(saved)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "models/digits/best.ckpt is unreadable" in result.stderr
+    assert digest(*_evaluate_outputs(project)) == before
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_broken_tracking_database_is_named_and_nothing_is_written(project, damage):
+    database = project / "mlflow.db"
+    saved = database.read_bytes()
+    before = digest(*_evaluate_outputs(project))
+    database.write_bytes(os.urandom(8192) if damage == "garbage" else saved[:4096])
+    try:
+        result = run([FORGEML, "evaluate"], cwd=project, check=False)
+    finally:
+        database.write_bytes(saved)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"The MLflow tracking store sqlite:///{database} cannot be used" in result.stderr
+    assert digest(*_evaluate_outputs(project)) == before
+
+
+def test_a_database_uri_without_its_driver_says_what_to_install_and_hides_the_password(project):
+    uri = "postgresql://forgeml:canary-s3cret@127.0.0.1:5/mlflow"
+    result = run([FORGEML, "evaluate"], cwd=project, check=False,
+                 env={"MLFLOW_TRACKING_URI": uri})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "pip install" in result.stderr and "forgeml:***@127.0.0.1:5" in result.stderr
+    assert "canary-s3cret" not in result.stderr + result.stdout
+
+
+def _in_own_mounts(project: Path, script: str):
+    """Run `script` in a private mount namespace (a tmpfs or read-only bind mount that only
+    it sees); skipped where mount namespaces are not allowed."""
+    if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
+        pytest.skip("needs mount namespaces (unshare -m) to build a full or read-only disk")
+    return run(["unshare", "-m", "sh", "-c", script], cwd=project, check=False)
+
+
+def test_a_full_disk_gives_one_line_and_keeps_the_previous_evaluation(project):
+    before = digest(*_evaluate_outputs(project))
+    result = _in_own_mounts(project, """
+        rm -rf .eval-copy && cp -a eval/digits .eval-copy
+        mount -t tmpfs -o size=256k tmpfs eval && cp -a .eval-copy eval/digits
+        dd if=/dev/zero of=eval/filler bs=4k 2>/dev/null
+        forgeml evaluate; echo "rc=$?"
+        diff -r .eval-copy eval/digits && echo "previous evaluation intact"
+        rm -rf .eval-copy
+    """)
+    assert "rc=2" in result.stdout and "Traceback" not in result.stderr
+    assert "No space left on the device holding eval/digits" in result.stderr
+    assert "previous evaluation intact" in result.stdout
+    assert digest(*_evaluate_outputs(project)) == before
+
+
+def test_a_read_only_models_folder_is_refused_before_training(project):
+    before = digest(project / "models/digits")
+    result = _in_own_mounts(project, """
+        mount --bind models models && mount -o remount,bind,ro models
+        forgeml train; echo "rc=$?"
+    """)
+    assert "rc=2" in result.stdout and "Traceback" not in result.stderr
+    assert "Cannot write outputs into models/ (Read-only file system)" in result.stderr
+    assert digest(project / "models/digits") == before
+    assert not running(project)

@@ -42,7 +42,11 @@ def load_best_weights(cfg: DictConfig, network: torch.nn.Module,
     path = Path(cfg.paths.models) / BEST_CHECKPOINT
     if not path.is_file():
         raise DataError(f"{path} not found: run the train stage first (`dvc repro`).")
-    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    except Exception as err:  # noqa: BLE001 - truncated, corrupted or not a checkpoint at all
+        raise DataError(f"{path} is unreadable ({str(err).splitlines()[0][:160]}): retrain it "
+                        "(`dvc repro --force-downstream` or `forgeml train`).") from None
     network.load_state_dict({k.removeprefix(prefix): v for k, v in state.items()
                              if k.startswith(prefix)})
     return network.eval()

@@ -6,8 +6,9 @@ from __future__ import annotations
 import errno
 
 from forgeml import tracking
+from forgeml.io import output_name
 
-_DRIVERS = {"psycopg2": "psycopg2-binary", "psycopg": "psycopg2-binary",
+_DRIVERS = {"psycopg2": "psycopg2-binary", "psycopg": "psycopg[binary]",
             "pymysql": "pymysql", "MySQLdb": "mysqlclient", "pymssql": "pymssql"}
 _PREVIOUS_KEPT = "the previous outputs are untouched"
 
@@ -23,7 +24,7 @@ def explain(err: BaseException) -> str | None:
 
 def _explain_one(err: BaseException) -> str | None:
     if isinstance(err, OSError) and err.errno is not None:
-        where = err.filename or "an output"
+        where = output_name(err.filename) if err.filename else "an output of this stage"
         if err.errno in (errno.ENOSPC, errno.EDQUOT):
             return (f"No space left on the device holding {where}: free some space (or point "
                     f"paths.* elsewhere) and rerun; {_PREVIOUS_KEPT}.")

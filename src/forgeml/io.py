@@ -140,6 +140,16 @@ def sweep_stale(folder: str | Path) -> list[Path]:
     return removed
 
 
+def output_name(path: str | os.PathLike) -> str:
+    """The output a staging path stands for (what an error message should name)."""
+    path = Path(os.fsdecode(path))
+    for part in reversed((path, *path.parents)):  # the outermost staging folder or file
+        match = _STAGING.match(part.name)
+        if match:
+            return str(part.with_name(match["name"]))
+    return str(path)
+
+
 def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -171,10 +181,15 @@ def pid_alive(pid: int) -> bool:
 
 
 def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with open(path, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as err:
+        if err.filename is None:  # write() errors (a full disk) do not name the file
+            raise OSError(err.errno, err.strerror, str(path)) from err
+        raise
 
 
 def _fsync_tree(path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +19,10 @@ from forgeml.io import pid_alive, sweep_stale
 from forgeml.locks import named_lock
 
 _WORKER_RANK_ENV = ("RANK", "LOCAL_RANK", "SLURM_PROCID")
+# The paths.* entries each stage writes.
+STAGE_OUTPUTS = {"prepare": ("prepared",), "train": ("models", "metrics", "plots"),
+                 "baselines": ("baselines",), "evaluate": ("eval", "metrics", "plots"),
+                 "report": ("reports",)}
 
 
 def is_worker_rank() -> bool:
@@ -39,11 +44,25 @@ def stage_guard(cfg: DictConfig, stage: str, root: Path) -> Iterator[None]:
                 f"{busy.get('pid', '?')}, since {busy.get('started', '?')}) and writes the same "
                 f"outputs: wait for it, or stop it (`kill {busy.get('pid', '<pid>')}`; it "
                 "checkpoints and the next run resumes).")
-        for value in cfg.paths.values():
-            if value:
-                sweep_stale(Path(value).parent)
+        for key in STAGE_OUTPUTS.get(stage, ()):
+            if cfg.paths.get(key):
+                folder = Path(cfg.paths[key]).parent
+                _check_writable(folder)
+                sweep_stale(folder)
         _stop_when_dvc_dies()
         yield
+
+
+def _check_writable(folder: Path) -> None:
+    """Before any work (hours of training): the outputs' folder must take a new file."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise ForgeMLError(f"Cannot write outputs into {folder}/ ({err.strerror}): make it "
+                           "writable (or point paths.* elsewhere) and rerun; nothing was "
+                           "changed.") from None
 
 
 def _stop_when_dvc_dies(poll_s: float = 1.0) -> None:
