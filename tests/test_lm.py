@@ -264,3 +264,25 @@ def test_lm_params_file_is_the_composed_experiment():
     shipped = OmegaConf.load(REPO / LM_PARAMS)
     composed = compose(["experiment=lm_gpt"], config_dir=REPO / "conf")
     assert OmegaConf.to_container(shipped) == OmegaConf.to_container(composed)
+
+
+# --- crash safety (last: it adds a run to the module's project) ---
+def test_a_killed_lm_training_resumes_its_step_schedule_and_data_in_the_same_run(lm_project):
+    """Step-based training killed right after its first checkpoint (step 100 of 200) continues
+    the LR schedule and the stream of random windows: the result equals the uninterrupted one."""
+    reference = json.loads((lm_project / "models/lm/run.json").read_text())
+    train = [FORGEML, "train", "-p", LM_PARAMS]
+    killed = run(train, cwd=lm_project, check=False, env={
+        "PYTHONPATH": str(REPO / "tests" / "faults"),
+        "FORGEML_KILL_AT": "pytorch_lightning.callbacks.model_checkpoint:"
+                           "ModelCheckpoint._save_last_checkpoint@1:after"})
+    assert killed.returncode == -9
+    resumed = run(train, cwd=lm_project)
+    assert "resuming MLflow run" in resumed.stdout and "step 100" in resumed.stdout
+    record = json.loads((lm_project / "models/lm/run.json").read_text())
+    assert record["run_id"] in resumed.stdout and record["steps_trained"] == 200
+    assert [(h["step"], round(h["val_loss"], 4)) for h in record["history"]] == \
+        [(h["step"], round(h["val_loss"], 4)) for h in reference["history"]]
+    client = MlflowClient(tracking_uri=f"sqlite:///{lm_project / 'mlflow.db'}")
+    steps = [m.step for m in client.get_metric_history(record["run_id"], "val/loss")]
+    assert len(steps) == len(set(steps))  # nothing logged twice

@@ -85,7 +85,7 @@ class TokenDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         # After a resume the trainer has restored its step count: skip the batches drawn so far.
-        trainer = self._trainer
+        trainer = self.trainer
         done = trainer.global_step * trainer.accumulate_grad_batches if trainer else 0
         stream = RandomWindows(self.train_tokens, self.block_size, self.batch_size, self.seed,
                                skip_batches=done)
