@@ -386,3 +386,24 @@ def test_a_read_only_models_folder_is_refused_before_training(project):
     assert "Cannot write outputs into models/ (Read-only file system)" in result.stderr
     assert digest(project / "models/digits") == before
     assert not running(project)
+
+
+@pytest.mark.slow  # two DDP start-ups (~20 s each)
+def test_ddp_training_whose_rank_1_is_killed_resumes_the_same_run(tmp_path):
+    project = make_project(tmp_path / "ddp")
+    run([FORGEML, "compose", "trainer=ddp_cpu", "trainer.max_epochs=4",
+         "trainer.enable_progress_bar=false"], cwd=project)
+    run([FORGEML, "prepare"], cwd=project)
+    train = [FORGEML, "train"]
+    killed = run(train, cwd=project, check=False,
+                 env=killed_at("forgeml.models.classifier:Classifier.training_step@50", rank="1"))
+    assert killed.returncode == 2 and "Traceback" not in killed.stderr
+    assert "A DDP process of this training stopped" in killed.stderr
+    [failed] = runs(project)
+    resumed = run(train, cwd=project)
+    assert f"resuming MLflow run {failed.info.run_id}" in resumed.stdout
+    record = run_json(project)
+    assert record["run_id"] == failed.info.run_id and record["epochs_trained"] == 4
+    assert [r.info.status for r in runs(project)] == ["FINISHED"]  # still one run
+    steps = [m.step for m in client(project).get_metric_history(record["run_id"], "val/loss")]
+    assert len(steps) == len(set(steps)) == 4

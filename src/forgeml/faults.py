@@ -36,6 +36,9 @@ def _explain_one(err: BaseException) -> str | None:
         return (f"The MLflow tracking URI {tracking.display_uri(tracking.last_uri())} needs the "
                 f"database driver '{err.name}': `pip install {package}` in this environment.")
     text = str(err)
+    if isinstance(err, RuntimeError) and ("gloo" in text or "NCCL" in text) and "peer" in text:
+        return ("A DDP process of this training stopped (its peer connection was lost); the "
+                "checkpoints are kept: rerun the stage to resume in the same MLflow run.")
     if type(err).__name__ in ("DatabaseError", "OperationalError") or \
             "file is not a database" in text or "malformed" in text:
         reason = text.splitlines()[0] if text else type(err).__name__
