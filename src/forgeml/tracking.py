@@ -55,7 +55,8 @@ def check_reachable(uri: str, timeout_s: float) -> None:
     except (urllib.error.URLError, TimeoutError, OSError) as err:
         problem = str(getattr(err, "reason", err))
     raise TrackingError(
-        f"MLflow tracking server {uri} is unreachable ({problem}). Start it (e.g. `mlflow server "
+        f"MLflow tracking server {display_uri(uri)} is unreachable ({problem}). Start it (e.g. "
+        "`mlflow server "
         "--backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000`), fix "
         "logger.tracking_uri / $MLFLOW_TRACKING_URI, or unset both to use the local sqlite store."
     )
