@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
 RESUMABLE = ("last.ckpt", "on_exception.ckpt")  # newest readable one wins
+KEEP_INTERRUPTED = 3  # resume folders of other configs kept per experiment (checkpoints are big)
 PROGRESS_ATTRS = ("history", "train_seconds", "train_samples", "train_tokens", "train_pairs")
 
 
@@ -62,6 +63,10 @@ class ResumePoint:
         shutil.rmtree(self.folder, ignore_errors=True)
         self.folder.mkdir(parents=True)
         atomic_write_json(self.folder / STATE_FILE, {"run_id": run_id})
+        others = sorted((p for p in self.folder.parent.iterdir() if p != self.folder),
+                        key=lambda p: p.stat().st_mtime, reverse=True)
+        for stale in others[KEEP_INTERRUPTED:]:  # oldest interrupted trainings of other configs
+            shutil.rmtree(stale, ignore_errors=True)
 
     def checkpoint(self) -> Path | None:
         """The newest checkpoint that reads back; a truncated one (a kill while writing) is
