@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import BIN, make_project, run
+from conftest import BIN, REPO, make_project, run
 from forgeml.config import compose
 from forgeml.data.interactions import TEST, TRAIN, VAL, draw_negatives, load_interactions
 from forgeml.data.movielens import movielens100k
@@ -197,3 +197,23 @@ def test_recommend_for_an_unknown_user_fails_clearly(recsys_project):
     result = run([FORGEML, "recommend", "--run", _run_id(recsys_project), "--user", "99999"],
                  cwd=recsys_project, check=False)
     assert result.returncode == 2 and "Unknown user id '99999'" in result.stderr
+
+
+# --- crash safety (last: it adds a run to the module's project) ---
+def test_a_killed_recommender_training_resumes_with_the_next_epochs_negatives(recsys_project):
+    """Killed right after epoch 1's checkpoint, the rerun continues the same MLflow run and draws
+    epoch 2's negatives (not epoch 1's again): the result equals the uninterrupted run's."""
+    reference = json.loads((recsys_project / "models/recsys/run.json").read_text())
+    train = [FORGEML, "train", "-p", PARAMS]
+    killed = run(train, cwd=recsys_project, check=False, env={
+        "PYTHONPATH": str(REPO / "tests" / "faults"),
+        "FORGEML_KILL_AT": "pytorch_lightning.callbacks.model_checkpoint:"
+                           "ModelCheckpoint._save_last_checkpoint@1:after"})
+    assert killed.returncode == -9
+    resumed = run(train, cwd=recsys_project)
+    assert "resuming MLflow run" in resumed.stdout
+    record = json.loads((recsys_project / "models/recsys/run.json").read_text())
+    assert record["run_id"] in resumed.stdout and record["epochs_trained"] == 2
+    assert [round(h["train_loss"], 5) for h in record["history"]] == \
+        [round(h["train_loss"], 5) for h in reference["history"]]
+    assert record["best_val_ndcg"] == pytest.approx(reference["best_val_ndcg"], abs=1e-6)

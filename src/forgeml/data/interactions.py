@@ -124,6 +124,13 @@ class InteractionDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return DataLoader(self.train_pairs, batch_size=None)
 
+    # In every checkpoint, so a resumed run draws the next epoch's negatives, not epoch 0's.
+    def state_dict(self) -> dict:
+        return {"epochs_drawn": self.train_pairs.epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.train_pairs.epoch = int(state.get("epochs_drawn", 0))
+
     def val_dataloader(self) -> DataLoader:
         users, candidates = self.data.candidates(VAL)
         return tensor_loader(TensorBatchDataset(torch.from_numpy(users),

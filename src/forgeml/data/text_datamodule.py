@@ -97,5 +97,12 @@ class TextDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return DataLoader(self.train_set, batch_size=None)
 
+    # In every checkpoint, so a resumed run shuffles the next epoch, not epoch 0, again.
+    def state_dict(self) -> dict:
+        return {"epochs_drawn": self.train_set.epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.train_set.epoch = int(state.get("epochs_drawn", 0))
+
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=None)
