@@ -286,7 +286,8 @@ def test_a_truncated_resume_checkpoint_starts_afresh_and_the_dead_run_is_marked_
     killed = run([FORGEML, "train"], cwd=project, check=False, env=killed_at(MID_EPOCH))
     assert killed.returncode == -signal.SIGKILL
     [dead] = running(project)
-    [last] = (project / ".forgeml/resume/digits").glob("*/last.ckpt")
+    [last] = [path for path in (project / ".forgeml/resume/digits").glob("*/last.ckpt")
+              if json.loads((path.parent / "state.json").read_text())["run_id"] == dead]
     last.write_bytes(last.read_bytes()[:1000])  # as if killed while writing it
     rerun = run([FORGEML, "train"], cwd=project)
     assert "skipping unreadable checkpoint" in rerun.stderr and "resuming" not in rerun.stdout

@@ -141,8 +141,9 @@ def _finish_interrupted(root: Path, cfg: DictConfig, settings: RetrainSettings, 
         _register_and_judge(root, cfg, settings, uri, pipeline, run_id,
                             {**context, "note": "judged after an interrupted retrain"}, echo,
                             version=version)
-    except ForgeMLError as err:
-        echo(f"'{pipeline}': version {version} could not be judged and is marked failed ({err})")
+    except Exception as err:  # noqa: BLE001 - e.g. its model is gone from the store
+        echo(f"'{pipeline}': version {version} could not be judged and is marked failed "
+             f"({str(err).splitlines()[0] if str(err) else type(err).__name__})")
 
 
 def _unregistered_model(root: Path, cfg: DictConfig, uri: str, pipeline: str) -> str | None:
