@@ -46,13 +46,14 @@ def compose(
 
 
 def _run_stage(stage: str, params: Path) -> None:
+    from forgeml.config import find_config_dir
     from forgeml.stage_run import stage_guard
     from forgeml.tasks import stage_module
-    from forgeml.tracking import project_root
 
     cfg = _load(params)
     module = stage_module(cfg, stage)
-    with stage_guard(cfg, stage, project_root()):
+    # The workspace's own lock: DVC's parallel queued experiments each run in a copy.
+    with stage_guard(cfg, stage, find_config_dir().parent):
         result = getattr(module, stage)(cfg)
     if result is not None:  # None: a DDP worker rank, which reports nothing
         console.print(module.summarize(cfg, result))
