@@ -29,6 +29,19 @@ def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None,
     return result
 
 
+FAULTS = REPO / "tests" / "faults"
+AFTER_FIRST_CHECKPOINT = ("pytorch_lightning.callbacks.model_checkpoint:"
+                          "ModelCheckpoint._save_last_checkpoint@1:after")
+
+
+def killed_at(point: str, rank: str | None = None) -> dict[str, str]:
+    """Environment that SIGKILLs the command at `point` (see tests/faults/sitecustomize.py)."""
+    env = {"PYTHONPATH": str(FAULTS), "FORGEML_KILL_AT": point}
+    if rank is not None:
+        env["FORGEML_KILL_RANK"] = rank
+    return env
+
+
 def make_project(target: Path, experiment: str = "smoke") -> Path:
     """Copy what a clean clone holds into `target` with `experiment` as the default (DVC's
     `exp run -S` composes from conf/'s defaults), compose params, make it a git repo."""

@@ -16,21 +16,13 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import BIN, REPO, make_project, run
+from conftest import BIN, killed_at, make_project, run
 
 FORGEML, DVC = str(BIN / "forgeml"), str(BIN / "dvc")
-FAULTS = str(REPO / "tests" / "faults")
 MID_EPOCH = "forgeml.models.classifier:Classifier.training_step@100"  # epoch 3 of 5 (40 steps)
 AFTER_CHECKPOINT = ("pytorch_lightning.callbacks.model_checkpoint:"
                     "ModelCheckpoint._save_last_checkpoint@3:after")
 BEFORE_COMMIT = "forgeml.io:StagedOutputs.commit@1"  # outputs staged and logged, not in place
-
-
-def killed_at(point: str, rank: str | None = None) -> dict[str, str]:
-    env = {"PYTHONPATH": FAULTS, "FORGEML_KILL_AT": point}
-    if rank is not None:
-        env["FORGEML_KILL_RANK"] = rank
-    return env
 
 
 def client(project: Path) -> MlflowClient:

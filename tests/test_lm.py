@@ -13,7 +13,7 @@ import torch
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from conftest import BIN, REPO, make_project, run
+from conftest import AFTER_FIRST_CHECKPOINT, BIN, REPO, killed_at, make_project, run
 from forgeml.config import compose
 from forgeml.data.text_corpus import TextCorpus, folder, shakespeare
 from forgeml.data.tokenizer import (
@@ -272,10 +272,7 @@ def test_a_killed_lm_training_resumes_its_step_schedule_and_data_in_the_same_run
     the LR schedule and the stream of random windows: the result equals the uninterrupted one."""
     reference = json.loads((lm_project / "models/lm/run.json").read_text())
     train = [FORGEML, "train", "-p", LM_PARAMS]
-    killed = run(train, cwd=lm_project, check=False, env={
-        "PYTHONPATH": str(REPO / "tests" / "faults"),
-        "FORGEML_KILL_AT": "pytorch_lightning.callbacks.model_checkpoint:"
-                           "ModelCheckpoint._save_last_checkpoint@1:after"})
+    killed = run(train, cwd=lm_project, check=False, env=killed_at(AFTER_FIRST_CHECKPOINT))
     assert killed.returncode == -9
     resumed = run(train, cwd=lm_project)
     assert "resuming MLflow run" in resumed.stdout and "step 100" in resumed.stdout

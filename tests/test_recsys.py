@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import BIN, REPO, make_project, run
+from conftest import AFTER_FIRST_CHECKPOINT, BIN, killed_at, make_project, run
 from forgeml.config import compose
 from forgeml.data.interactions import TEST, TRAIN, VAL, draw_negatives, load_interactions
 from forgeml.data.movielens import movielens100k
@@ -205,10 +205,7 @@ def test_a_killed_recommender_training_resumes_with_the_next_epochs_negatives(re
     epoch 2's negatives (not epoch 1's again): the result equals the uninterrupted run's."""
     reference = json.loads((recsys_project / "models/recsys/run.json").read_text())
     train = [FORGEML, "train", "-p", PARAMS]
-    killed = run(train, cwd=recsys_project, check=False, env={
-        "PYTHONPATH": str(REPO / "tests" / "faults"),
-        "FORGEML_KILL_AT": "pytorch_lightning.callbacks.model_checkpoint:"
-                           "ModelCheckpoint._save_last_checkpoint@1:after"})
+    killed = run(train, cwd=recsys_project, check=False, env=killed_at(AFTER_FIRST_CHECKPOINT))
     assert killed.returncode == -9
     resumed = run(train, cwd=recsys_project)
     assert "resuming MLflow run" in resumed.stdout

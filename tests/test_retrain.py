@@ -13,7 +13,7 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import BIN, REPO, make_project, run
+from conftest import BIN, killed_at, make_project, run
 
 FORGEML = str(BIN / "forgeml")
 QUICK = ["--set", "trainer.max_epochs=2", "--set", "trainer.enable_progress_bar=false"]
@@ -81,9 +81,8 @@ def test_nothing_changed_is_skipped(project):
 
 
 def test_a_retrain_killed_after_registration_is_judged_by_the_next_one(project):
-    killed = _retrain(project, "--force", *QUICK, check=False, env={
-        "PYTHONPATH": str(REPO / "tests" / "faults"),
-        "FORGEML_KILL_AT": "mlflow.tracking.client:MlflowClient.create_model_version@1:after"})
+    killed = _retrain(project, "--force", *QUICK, check=False, env=killed_at(
+        "mlflow.tracking.client:MlflowClient.create_model_version@1:after"))
     assert killed.returncode == -signal.SIGKILL
     client = _registry(project)
     assert _champion(client) == "2"
