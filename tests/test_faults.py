@@ -168,7 +168,8 @@ def test_one_writer_per_stage_and_a_stage_orphaned_by_a_killed_dvc_stops(project
         [stopped] = [r for r in runs(project) if r.info.status == "FAILED"
                      and r.data.params.get("trainer.max_epochs") == "400"]
         folder = next((project / ".forgeml/resume/digits").glob("*"))
-        assert (folder / "on_exception.ckpt").is_file()  # it checkpointed as it stopped
+        # It checkpointed as it stopped.
+        assert (folder / "checkpoints" / "on_exception.ckpt").is_file()
         assert stopped.info.run_id == json.loads((folder / "state.json").read_text())["run_id"]
     finally:
         if dvc.poll() is None:
@@ -181,7 +182,7 @@ def _wait_for_training(project: Path) -> int:
     while time.time() < deadline:
         holder = project / ".forgeml/locks/digits.train.json"
         folder = project / ".forgeml/resume/digits"
-        if holder.exists() and any(folder.glob("*/last.ckpt")):
+        if holder.exists() and any(folder.glob("*/checkpoints/last.ckpt")):
             return json.loads(holder.read_text())["pid"]
         time.sleep(0.3)
     raise AssertionError("training did not start")
@@ -278,8 +279,8 @@ def test_a_truncated_resume_checkpoint_starts_afresh_and_the_dead_run_is_marked_
     killed = run([FORGEML, "train"], cwd=project, check=False, env=killed_at(MID_EPOCH))
     assert killed.returncode == -signal.SIGKILL
     [dead] = running(project)
-    [last] = [path for path in (project / ".forgeml/resume/digits").glob("*/last.ckpt")
-              if json.loads((path.parent / "state.json").read_text())["run_id"] == dead]
+    [last] = [path for path in (project / ".forgeml/resume/digits").glob("*/checkpoints/last.ckpt")
+              if json.loads((path.parents[1] / "state.json").read_text())["run_id"] == dead]
     last.write_bytes(last.read_bytes()[:1000])  # as if killed while writing it
     rerun = run([FORGEML, "train"], cwd=project)
     assert "skipping unreadable checkpoint" in rerun.stderr and "resuming" not in rerun.stdout

@@ -60,10 +60,10 @@ def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
     else:
         ckpt_path = os.environ.get(_RESUME_ENV) or None
 
-    checkpoint = ModelCheckpoint(dirpath=resume.folder, filename="best", monitor=monitor,
+    checkpoint = ModelCheckpoint(dirpath=resume.checkpoints, filename="best", monitor=monitor,
                                  mode=mode, save_top_k=1, save_last=True)
-    callbacks: list = [checkpoint, _ResumableProgress(), _CheckpointOnInterrupt(resume.folder),
-                       *(extra_callbacks or [])]
+    callbacks: list = [checkpoint, _ResumableProgress(),
+                       _CheckpointOnInterrupt(resume.checkpoints), *(extra_callbacks or [])]
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(RichProgressBar(refresh_rate=cfg.train.progress_refresh_steps))
     stopping = cfg.train.get("early_stopping")

@@ -44,6 +44,7 @@ class ResumePoint:
 
     def __init__(self, folder: Path):
         self.folder = folder
+        self.checkpoints = folder / "checkpoints"  # empty on a fresh start, as Lightning expects
 
     @classmethod
     def for_training(cls, cfg: DictConfig, card: dict, root: Path) -> ResumePoint:
@@ -71,7 +72,8 @@ class ResumePoint:
     def checkpoint(self) -> Path | None:
         """The newest checkpoint that reads back; a truncated one (a kill while writing) is
         skipped with a warning."""
-        found = [self.folder / name for name in RESUMABLE if (self.folder / name).is_file()]
+        found = [self.checkpoints / name for name in RESUMABLE
+                 if (self.checkpoints / name).is_file()]
         for path in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True):
             try:
                 torch.load(path, map_location="cpu", weights_only=True, mmap=True)
