@@ -19,3 +19,7 @@ class TrackingError(ForgeMLError):
 
 class TrainingError(ForgeMLError):
     """Training diverged or could not run."""
+
+
+class ModelFileError(ForgeMLError):
+    """A model file that is missing, damaged, tampered with, or not in a safe format."""

@@ -19,6 +19,13 @@ from typing import Any
 _STAGING = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.(staged|partial|old)$")
 
 
+def readable_mode(folder: bool = False) -> int:
+    """What open() / mkdir() give under the process's umask (0644 / 0755 with the usual 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if folder else 0o666) & ~mask
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write `path` through a temporary file in the same folder, fsynced, then renamed."""
     path = Path(path)

@@ -38,7 +38,9 @@ def named_lock(root: Path, name: str, wait: bool) -> Iterator[dict | None]:
 
 def pipeline_lock(root: Path, pipeline: str, wait: bool):
     """One retrain of `pipeline` at a time."""
-    return named_lock(root, pipeline, wait)
+    from forgeml.names import check_name
+
+    return named_lock(root, check_name(pipeline), wait)
 
 
 def holder(root: Path, name: str) -> dict | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 
 # --- shared by every task -------------------------------------------------------------------------
@@ -437,5 +437,25 @@ def trainer_problems(cfg: DictConfig) -> list[str]:
     return problems
 
 
+def common_problems(cfg: DictConfig) -> list[str]:
+    """What every pipeline's config must satisfy: a safe name, and no credentials (params.yaml
+    is tracked by git and every param is logged to MLflow)."""
+    from forgeml.credentials import has_password
+    from forgeml.names import NAME
+
+    problems = []
+    name = OmegaConf.select(cfg, "pipeline.name", default=None)
+    if name is not None and not NAME.fullmatch(str(name)):
+        problems.append(f"pipeline.name {str(name)!r} must be lower-case letters, digits, '_' "
+                        "or '-' (it names files, locks and MLflow models)")
+    uri = OmegaConf.select(cfg, "logger.tracking_uri", default=None)
+    if uri and has_password(str(uri)):
+        problems.append("logger.tracking_uri carries a password, which params.yaml and the "
+                        "run's params would keep: remove it and set MLFLOW_TRACKING_USERNAME / "
+                        "MLFLOW_TRACKING_PASSWORD, or pass the URI in $MLFLOW_TRACKING_URI or "
+                        "--tracking-uri, which ForgeML never stores")
+    return problems
+
+
 def check_values(task: str, cfg: DictConfig) -> list[str]:
-    return _PROBLEMS[task](cfg) + trainer_problems(cfg)
+    return common_problems(cfg) + _PROBLEMS[task](cfg) + trainer_problems(cfg)

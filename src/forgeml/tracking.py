@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import urllib.error
@@ -15,6 +16,15 @@ from typing import Any
 from omegaconf import DictConfig
 
 from forgeml.config import config_hash, find_config_dir
+from forgeml.credentials import (
+    MASK,
+    basic_auth_header,
+    clean_environment,
+    client_uri,
+    is_secret_key,
+    mask_uri,
+    redact,
+)
 from forgeml.errors import TrackingError
 from forgeml.io import pid_alive
 
@@ -32,28 +42,45 @@ def project_root() -> Path:
 
 
 def tracking_uri(cfg: DictConfig) -> str:
-    """$MLFLOW_TRACKING_URI, else logger.tracking_uri, else sqlite:///<project root>/mlflow.db."""
+    """$MLFLOW_TRACKING_URI, else logger.tracking_uri, else sqlite:///<project root>/mlflow.db
+    (credentials moved to the client's variables, see forgeml.credentials)."""
     if os.environ.get("MLFLOW_TRACKING_URI") or not cfg.logger.tracking_uri:
         return default_tracking_uri()
-    return str(cfg.logger.tracking_uri)
+    return client_uri(str(cfg.logger.tracking_uri))
 
 
-def default_tracking_uri() -> str:
-    """$MLFLOW_TRACKING_URI, else sqlite:///<project root>/mlflow.db."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+def default_tracking_uri(given: str | None = None) -> str:
+    """`given` (a --tracking-uri), else $MLFLOW_TRACKING_URI, else the project's sqlite store."""
+    clean_environment()
+    uri = given or os.environ.get("MLFLOW_TRACKING_URI")
+    return client_uri(uri) if uri else f"sqlite:///{project_root() / 'mlflow.db'}"
 
 
 def check_reachable(uri: str, timeout_s: float) -> None:
-    """Fail fast, with the fix, when a remote tracking server does not answer."""
+    """Fail fast, with the fix, when a remote tracking server does not answer or refuses
+    ForgeML's credentials (/health answers without them, so an API call checks them)."""
     if not uri.startswith(("http://", "https://")):
         return
-    try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as resp:
-            if resp.status == 200:
-                return
-            problem = f"HTTP {resp.status}"
-    except (urllib.error.URLError, TimeoutError, OSError) as err:
-        problem = str(getattr(err, "reason", err))
+    base = uri.rstrip("/")
+    for path in ("/health", "/api/2.0/mlflow/experiments/search?max_results=1"):
+        request = urllib.request.Request(base + path, headers=basic_auth_header())
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as resp:
+                resp.read()
+        except urllib.error.HTTPError as err:
+            if err.code in (401, 403):
+                given = "refused the credentials" if basic_auth_header() else \
+                    "requires credentials"
+                raise TrackingError(
+                    f"MLflow tracking server {display_uri(uri)} {given} (HTTP {err.code}). Set "
+                    "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or put them in "
+                    "$MLFLOW_TRACKING_URI, which ForgeML never stores).") from None
+            _unreachable(uri, f"HTTP {err.code}")
+        except (urllib.error.URLError, TimeoutError, OSError) as err:
+            _unreachable(uri, str(getattr(err, "reason", err)))
+
+
+def _unreachable(uri: str, problem: str) -> None:
     raise TrackingError(
         f"MLflow tracking server {display_uri(uri)} is unreachable ({problem}). Start it (e.g. "
         "`mlflow server "
@@ -102,15 +129,7 @@ def last_uri() -> str:
 
 def display_uri(uri: str) -> str:
     """`uri` with any password masked (URIs are shown in messages, reports and logs)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    return mask_uri(uri)
 
 
 def client(uri: str):
@@ -181,10 +200,15 @@ def end_run(uri: str, run_id: str, status: str) -> None:
     client(uri).set_terminated(run_id, status)
 
 
+def shown_value(key: str, value: Any) -> str:
+    """What may be stored for a param or tag: secret-named keys masked, URI passwords masked."""
+    return MASK if is_secret_key(key) else redact(str(value))
+
+
 def log_params(uri: str, run_id: str, params: dict[str, Any]) -> None:
     from mlflow.entities import Param
 
-    items = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
+    items = [Param(k, shown_value(k, v)[:6000]) for k, v in sorted(params.items())]
     mlflow_client = client(uri)
     for start in range(0, len(items), _PARAM_CHUNK):
         mlflow_client.log_batch(run_id, params=items[start:start + _PARAM_CHUNK])
@@ -227,31 +251,49 @@ def run_context(uri: str, run_id: str) -> Iterator[None]:
     client(uri).update_run(run_id, status=status)
 
 
-def log_model(uri: str, run_id: str, network, input_example,
-              output_transform: str | None = None) -> str:
-    """Log the network (pickle format, so it loads back as the nn.Module) with its signature;
-    `output_transform="softmax"` describes the output as class probabilities."""
+def log_model(uri: str, run_id: str, artifacts: dict[str, Path], signature, input_example,
+              model_config: dict | None = None, requirements: tuple[str, ...] = ()) -> str:
+    """Log the run's MLflow model: ForgeML's pyfunc over `artifacts` (ForgeML model files),
+    stored as code + safetensors + JSON, so loading it never unpickles anything."""
     import mlflow
-    import mlflow.pytorch
+    import mlflow.pyfunc
+    import torch
+
+    from forgeml.pyfunc import ENTRY
+
+    with run_context(uri, run_id):
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=str(Path(__file__).with_name(ENTRY)),
+            artifacts={key: str(path) for key, path in artifacts.items()},
+            model_config=model_config, signature=signature, input_example=input_example,
+            # Explicit requirements: inferring them costs ~10 s per run.
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}",
+                              f"mlflow=={mlflow.__version__}", "safetensors", *requirements],
+        )
+    return info.model_uri
+
+
+def log_network(uri: str, run_id: str, network, input_example,
+                output_transform: str | None = None) -> str:
+    """Log `network` as the run's MLflow model with its signature; `output_transform="softmax"`
+    describes (and serves) the output as class probabilities."""
+    import tempfile
+
     import torch
     from mlflow.models import infer_signature
+
+    from forgeml.saved_network import ARTIFACT, save_network
 
     network = network.eval().cpu()
     with torch.no_grad():
         output = network(torch.as_tensor(input_example))
         if output_transform == "softmax":
             output = torch.softmax(output, dim=-1)
-        output = output.numpy()
-    signature = infer_signature(input_example, output)
-    with run_context(uri, run_id):
-        info = mlflow.pytorch.log_model(
-            network, name="model", signature=signature, input_example=input_example,
-            serialization_format="pickle",
-            # Explicit requirements: inferring them costs ~10 s per run.
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}",
-                              f"mlflow=={mlflow.__version__}"],
-        )
-    return info.model_uri
+    signature = infer_signature(input_example, output.numpy())
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = save_network(network, Path(scratch) / ARTIFACT)
+        return log_model(uri, run_id, {"network": folder}, signature, input_example,
+                         model_config={"output": output_transform} if output_transform else None)
 
 
 def previous_runs(uri: str, experiment_name: str, exclude_run_id: str,
@@ -277,7 +319,13 @@ def previous_runs(uri: str, experiment_name: str, exclude_run_id: str,
 
 def resolve_run(uri: str, run: str, pipeline: str) -> str:
     """A run id as given, or `champion` → the run behind the registered model's alias."""
+    from forgeml.names import check_name
+
+    check_name(pipeline, "registered model name (--pipeline)")
     if run != "champion":
+        if not re.fullmatch(r"[0-9a-f]{32}", run):
+            raise TrackingError(f"--run {run!r} is neither 'champion' nor an MLflow run id (32 "
+                                "hex characters, as printed by the train stage).")
         return run
     from mlflow.exceptions import MlflowException
 
@@ -285,6 +333,7 @@ def resolve_run(uri: str, run: str, pipeline: str) -> str:
         version = client(uri).get_model_version_by_alias(pipeline, "champion")
     except MlflowException:
         raise TrackingError(
-            f"No champion is registered for pipeline '{pipeline}' in {uri}. Pass an MLflow run "
+            f"No champion is registered for pipeline '{pipeline}' in {display_uri(uri)}. Pass an "
+            "MLflow run "
             "id with --run, or promote a model (`forgeml retrain`).") from None
     return version.run_id

@@ -12,7 +12,7 @@ from pathlib import Path
 from forgeml.data.base import ImageSource
 from forgeml.data.fashion_mnist import from_idx_folder
 from forgeml.errors import DataError
-from forgeml.io import sha256_file
+from forgeml.io import readable_mode, sha256_file
 
 
 def load(base_url: str, cache_dir: str, files: dict, timeout_s: float = 60) -> ImageSource:
@@ -41,6 +41,7 @@ def fetch(url: str, target: Path, sha256: str, timeout_s: float = 60) -> Path:
                 f"{url}: SHA-256 mismatch (expected {sha256}, got {actual}). The mirror serves a "
                 "different or corrupted file; nothing was kept. Check data.source.base_url."
             )
+        os.chmod(tmp, readable_mode())  # mkstemp makes 0600; a data file is 0644
         os.replace(tmp, target)
     except (urllib.error.URLError, TimeoutError, OSError) as err:
         raise DataError(f"Cannot download {url}: {err}. Check your connection or "

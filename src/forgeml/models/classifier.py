@@ -29,8 +29,21 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
-def build_network(model: nn.Module, mean: float, std: float) -> nn.Sequential:
-    return nn.Sequential(Normalize(mean, std), model)
+class NormalizedNetwork(nn.Sequential):
+    """Normalize, then the image model: what is saved and served takes raw pixels. `model` is
+    a module, or the spec of a registered one (when rebuilt from a saved model)."""
+
+    def __init__(self, model: nn.Module | dict, mean: float, std: float):
+        from forgeml.models import registry
+
+        if isinstance(model, dict):
+            model = registry.build(model)
+        super().__init__(Normalize(mean, std), model)
+        self.spec = {"model": registry.spec_of(model), "mean": float(mean), "std": float(std)}
+
+
+def build_network(model: nn.Module, mean: float, std: float) -> NormalizedNetwork:
+    return NormalizedNetwork(model, mean, std)
 
 
 Inputs = torch.Tensor | tuple[torch.Tensor, ...]

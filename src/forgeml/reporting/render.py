@@ -55,7 +55,9 @@ def lineage(cfg: DictConfig, run: dict, tags: dict[str, str], uri: str) -> dict:
     dvc_file = cfg.pipeline.get("dvc_file", "dvc.yaml")
     repro = "dvc repro" if dvc_file == "dvc.yaml" else f"dvc repro {dvc_file}"
     default_store = uri.startswith("sqlite:///") and uri.endswith("/mlflow.db")
-    shown_uri = "sqlite:///mlflow.db" if default_store else uri
+    shown_uri = "sqlite:///mlflow.db" if default_store else tracking.display_uri(uri)
+    compare = f"open {shown_uri} in a browser" if uri.startswith(("http://", "https://")) \
+        else f"mlflow ui --backend-store-uri {shown_uri}"
     rows = [
         ("MLflow run", run["run_id"]),
         ("MLflow experiment", run["experiment_name"]),
@@ -67,7 +69,7 @@ def lineage(cfg: DictConfig, run: dict, tags: dict[str, str], uri: str) -> dict:
     if exp:
         rows.append(("DVC experiment", exp))
     return {"run_id": run["run_id"], "rows": rows, "reproduce": f"{checkout} && {repro}",
-            "compare": f"mlflow ui --backend-store-uri {shown_uri}"}
+            "compare": compare}
 
 
 def points(x: float) -> str:

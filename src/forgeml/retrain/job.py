@@ -15,9 +15,11 @@ from omegaconf.errors import OmegaConfBaseException
 from forgeml import tracking
 from forgeml.artifacts import read_run
 from forgeml.config import compose, load_params, write_params
+from forgeml.credentials import redact
 from forgeml.errors import ConfigError, DataError, ForgeMLError
 from forgeml.locks import pipeline_lock
 from forgeml.metrics import bootstrap_interval, paired_bootstrap_difference
+from forgeml.names import check_name
 from forgeml.retrain import registry, scoring
 
 
@@ -43,6 +45,7 @@ class RetrainSettings:
 
 
 def load_settings(root: Path, pipeline: str) -> RetrainSettings:
+    check_name(pipeline)
     path = root / "conf" / "retrain" / f"{pipeline}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in (root / "conf" / "retrain").glob("*.yaml"))
@@ -84,7 +87,8 @@ def _retrain_locked(root: Path, pipeline: str, settings: RetrainSettings, force:
                           f"this pipeline scores per example ('{scoring.metric_name(cfg)}').")
     uri = tracking.tracking_uri(cfg)
     tracking.check_reachable(uri, cfg.logger.connect_timeout_s)
-    context = {"pipeline": pipeline, "as_of": as_of or "", "overrides": " ".join(overrides)}
+    context = {"pipeline": pipeline, "as_of": as_of or "",
+               "overrides": " ".join(redact(o) for o in overrides)}
 
     _finish_interrupted(root, cfg, settings, uri, pipeline, context, echo)
     changes = _dvc_changes(root, settings.dvc_file)
@@ -255,7 +259,8 @@ def _record(uri: str, pipeline: str, decision: dict, metrics: dict) -> dict:
     experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
     flat = {k: v for k, v in decision.items() if k not in ("drift", "metrics")}
     run = client.create_run(experiment_id, run_name=f"{decision['decision']}",
-                            tags={f"forgeml.retrain.{k}": str(v)[:5000] for k, v in flat.items()})
+                            tags={f"forgeml.retrain.{k}": tracking.shown_value(k, v)[:5000]
+                                  for k, v in flat.items()})
     if decision.get("drift"):
         client.log_dict(run.info.run_id, decision["drift"], "drift.json")
     if metrics:

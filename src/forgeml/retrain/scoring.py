@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from forgeml.errors import ConfigError, TrackingError
+from forgeml.errors import ConfigError
 
 
 def metric_name(cfg: DictConfig) -> str:
@@ -25,17 +25,9 @@ def metric_name(cfg: DictConfig) -> str:
 
 
 def _load(uri: str, run_id: str):
-    import mlflow.pytorch
-    from mlflow.exceptions import MlflowException
+    from forgeml.saved_network import download_network
 
-    try:
-        import mlflow
-
-        mlflow.set_tracking_uri(uri)
-        return mlflow.pytorch.load_model(f"runs:/{run_id}/model", map_location="cpu")
-    except (MlflowException, OSError) as err:
-        raise TrackingError(f"Cannot load the model of run {run_id}: "
-                            f"{str(err).splitlines()[0]}") from None
+    return download_network(uri, run_id)
 
 
 def _artifact(uri: str, run_id: str, path: str) -> Path:

@@ -10,14 +10,14 @@ from torch import nn
 
 from forgeml import tracking
 from forgeml.artifacts import load_best_weights, read_data_card
-from forgeml.config import instantiate
+from forgeml.config import instantiate, instantiate_network
 from forgeml.data.tensors import PreparedDataModule, load_split
 from forgeml.fitting import FittedRun, fit
 from forgeml.models.classifier import ImageClassifier, build_network
 
 
 def make_network(cfg: DictConfig, card: dict) -> nn.Module:
-    model = instantiate(cfg.model, "model")
+    model = instantiate_network(cfg.model)
     return build_network(model, **card["normalization"])
 
 
@@ -55,8 +55,8 @@ def train(cfg: DictConfig) -> dict | None:
         }
         if cfg.logger.log_model:
             images, _ = load_split(cfg.paths.prepared, "val")
-            tracking.log_model(fitted.uri, fitted.run_id, task.network, images[:2].numpy(),
-                               output_transform="softmax")
+            tracking.log_network(fitted.uri, fitted.run_id, task.network, images[:2].numpy(),
+                                 output_transform="softmax")
         curve = "epoch,train_loss,train_acc,val_loss,val_acc\n" + "".join(
             f"{h['epoch']},{h['train_loss']:.6f},{h['train_acc']:.6f},{h['val_loss']:.6f},"
             f"{h['val_acc']:.6f}\n" for h in task.history)

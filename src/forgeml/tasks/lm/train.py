@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from forgeml import tracking
 from forgeml.artifacts import load_best_weights, read_data_card
-from forgeml.config import instantiate
+from forgeml.config import instantiate, instantiate_network
 from forgeml.data.token_stream import TokenDataModule
 from forgeml.fitting import FittedRun, fit
 from forgeml.models.gpt import GPT
@@ -18,7 +18,7 @@ from forgeml.models.language_model import LanguageModel
 
 
 def make_network(cfg: DictConfig, card: dict) -> GPT:
-    return instantiate(cfg.model, "model", vocab_size=card["tokenizer"]["vocab_size"])
+    return instantiate_network(cfg.model, vocab_size=card["tokenizer"]["vocab_size"])
 
 
 def load_network(cfg: DictConfig) -> GPT:
@@ -59,7 +59,7 @@ def train(cfg: DictConfig) -> dict | None:
         tracking.log_artifacts(fitted.uri, fitted.run_id, [tokenizer_file], "config")
         if cfg.logger.log_model:
             example = datamodule.val_tokens[: cfg.model.block_size].astype("int64")[None, :]
-            tracking.log_model(fitted.uri, fitted.run_id, network, example)
+            tracking.log_network(fitted.uri, fitted.run_id, network, example)
         curve = "step,train_loss,val_loss,lr,tokens_per_s\n" + "".join(
             f"{h['step']},{h['train_loss']:.6f},{h['val_loss']:.6f},{h['lr']:.6g},"
             f"{h['tokens_per_s']:.1f}\n" for h in history if math.isfinite(h["val_loss"]))

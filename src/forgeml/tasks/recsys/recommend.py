@@ -62,17 +62,18 @@ class LoggedRecommender:
 
 def load_logged(uri: str, run_id: str) -> LoggedRecommender:
     import mlflow.artifacts
-    import mlflow.pytorch
-    from mlflow.exceptions import MlflowException
 
+    from forgeml.saved_network import download_network
+    from forgeml.tracking import display_uri
+
+    network = download_network(uri, run_id)
     try:
-        network = mlflow.pytorch.load_model(f"runs:/{run_id}/model", map_location="cpu")
         folder = Path(mlflow.artifacts.download_artifacts(
             run_id=run_id, artifact_path="recommender", tracking_uri=uri))
-    except (MlflowException, OSError) as err:
-        raise TrackingError(f"Cannot load the recommender of run {run_id} from {uri}: "
-                            f"{str(err).splitlines()[0]}") from None
-    catalog = json.loads((folder / "catalog.json").read_text(encoding="utf-8"))
+        catalog = json.loads((folder / "catalog.json").read_text(encoding="utf-8"))
+    except Exception as err:  # noqa: BLE001 - MLflow raises several kinds for a missing file
+        raise TrackingError(f"Cannot load the catalog of run {run_id} from {display_uri(uri)}: "
+                            f"{str(err).splitlines()[0][:200]}") from None
     return LoggedRecommender(network, catalog,
                              seen_items(folder / "seen.npz", len(catalog["user_ids"])))
 

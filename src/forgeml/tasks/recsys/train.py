@@ -13,7 +13,7 @@ from torch import nn
 
 from forgeml import tracking
 from forgeml.artifacts import load_best_weights, read_data_card
-from forgeml.config import instantiate
+from forgeml.config import instantiate, instantiate_network
 from forgeml.data.interactions import TRAIN, VAL, InteractionDataModule
 from forgeml.fitting import FittedRun, fit
 from forgeml.io import atomic_write_text
@@ -21,7 +21,7 @@ from forgeml.models.ranker import Recommender
 
 
 def make_network(cfg: DictConfig, card: dict) -> nn.Module:
-    return instantiate(cfg.model, "model", num_users=card["users"], num_items=card["items"])
+    return instantiate_network(cfg.model, num_users=card["users"], num_items=card["items"])
 
 
 def load_network(cfg: DictConfig) -> nn.Module:
@@ -63,7 +63,7 @@ def train(cfg: DictConfig) -> dict | None:
         tracking.log_artifacts(fitted.uri, fitted.run_id, [seen, catalog], "recommender")
         if cfg.logger.log_model:
             example = np.array([[0, 0], [0, 1]], dtype=np.int64)
-            tracking.log_model(fitted.uri, fitted.run_id, network, example)
+            tracking.log_network(fitted.uri, fitted.run_id, network, example)
         curve = "epoch,train_loss,val_loss,val_hr,val_ndcg\n" + "".join(
             f"{h['epoch']},{h['train_loss']:.6f},{h['val_loss']:.6f},{h['val_hr']:.6f},"
             f"{h['val_ndcg']:.6f}\n" for h in history)
@@ -81,10 +81,17 @@ def summarize(cfg: DictConfig, record: dict) -> str:
 
 
 def seen_items(path: Path, n_users: int) -> list[set[int]]:
-    arrays = np.load(path)
-    out: list[set[int]] = [set() for _ in range(n_users)]
-    for u, i in zip(arrays["user"].tolist(), arrays["item"].tolist(), strict=True):
-        out[u].add(i)
+    from forgeml.errors import ModelFileError
+
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            users, items = arrays["user"].tolist(), arrays["item"].tolist()
+        out: list[set[int]] = [set() for _ in range(n_users)]
+        for u, i in zip(users, items, strict=True):
+            out[u].add(i)
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as err:
+        raise ModelFileError(f"{path} is not the recommender's seen-items file "
+                             f"({str(err).splitlines()[0][:160]}); refusing it.") from None
     return out
 
 

@@ -4,9 +4,7 @@ so what is served is exactly what was measured."""
 
 from __future__ import annotations
 
-import importlib
 import json
-import pickle
 import shutil
 import time
 from pathlib import Path
@@ -15,9 +13,10 @@ from typing import Protocol
 import numpy as np
 
 from forgeml.data.text_batches import encode, length_sorted_batches, load_tokenizer, pad
-from forgeml.errors import DataError
+from forgeml.errors import DataError, ModelFileError
 
 META = "predictor.json"
+ESTIMATOR_FILE = "estimator.skops"
 
 
 class TextPredictor(Protocol):
@@ -53,12 +52,10 @@ class NeuralTextPredictor:
         return out
 
     def save(self, folder: Path) -> Path:
-        import torch
+        from forgeml.saved_network import ARTIFACT, save_network
 
         folder.mkdir(parents=True, exist_ok=True)
-        cls = type(self.network)
-        torch.save({"target": f"{cls.__module__}.{cls.__name__}", "spec": self.network.spec,
-                    "state_dict": self.network.state_dict()}, folder / "network.pt")
+        save_network(self.network, folder / ARTIFACT)
         shutil.copyfile(self.tokenizer_file, folder / "tokenizer.json")
         (folder / META).write_text(json.dumps({"kind": "neural",
                                                "class_names": self.class_names}))
@@ -66,13 +63,9 @@ class NeuralTextPredictor:
 
     @classmethod
     def load(cls, folder: Path, class_names: list[str]) -> NeuralTextPredictor:
-        import torch
+        from forgeml.saved_network import ARTIFACT, load_network
 
-        saved = torch.load(folder / "network.pt", map_location="cpu", weights_only=False)
-        module, name = saved["target"].rsplit(".", 1)
-        network = getattr(importlib.import_module(module), name)(**saved["spec"])
-        network.load_state_dict(saved["state_dict"])
-        return cls(network, folder / "tokenizer.json", class_names)
+        return cls(load_network(folder / ARTIFACT), folder / "tokenizer.json", class_names)
 
 
 class EstimatorTextPredictor:
@@ -89,26 +82,59 @@ class EstimatorTextPredictor:
         return self.estimator.predict_proba(list(texts)).astype(np.float32)
 
     def save(self, folder: Path) -> Path:
+        import skops.io
+
         folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / "estimator.pkl", "wb") as handle:
-            pickle.dump(self.estimator, handle)
+        skops.io.dump(self.estimator, folder / ESTIMATOR_FILE)
         (folder / META).write_text(json.dumps({"kind": "estimator",
                                                "class_names": self.class_names}))
         return folder
 
     @classmethod
     def load(cls, folder: Path, class_names: list[str]) -> EstimatorTextPredictor:
-        with open(folder / "estimator.pkl", "rb") as handle:
-            return cls(pickle.load(handle), class_names)
+        """skops, never pickle: only the scikit-learn/NumPy/SciPy types skops trusts by
+        default are rebuilt (TRUSTED_TYPES adds none); anything else is refused by name."""
+        import skops.io
+        from sklearn.pipeline import Pipeline
+
+        path = folder / ESTIMATOR_FILE
+        if not path.is_file():
+            raise ModelFileError(f"{path} is missing (estimators saved by older ForgeML "
+                                 "versions were pickled and are no longer loaded; retrain).")
+        try:
+            untrusted = skops.io.get_untrusted_types(file=path)
+            if set(untrusted) - set(TRUSTED_TYPES):
+                raise ModelFileError(f"{path} holds types ForgeML does not trust: "
+                                     f"{', '.join(sorted(untrusted))}; refusing to load it.")
+            estimator = skops.io.load(path, trusted=list(TRUSTED_TYPES))
+        except ModelFileError:
+            raise
+        except Exception as err:  # noqa: BLE001 - not a zip, damaged, wrong schema
+            raise ModelFileError(f"{path} is not a skops estimator file "
+                                 f"({str(err).splitlines()[0][:200]}).") from None
+        if not isinstance(estimator, Pipeline):
+            raise ModelFileError(f"{path} holds a {type(estimator).__name__}, not a "
+                                 "scikit-learn Pipeline.")
+        return cls(estimator, class_names)
+
+
+# Types trusted beyond skops' defaults: none (the TF-IDF + logistic regression pipeline is made
+# only of types skops already trusts).
+TRUSTED_TYPES: tuple[str, ...] = ()
 
 
 def load_predictor(folder: str | Path) -> TextPredictor:
     folder = Path(folder)
     if not (folder / META).is_file():
         raise DataError(f"{folder} holds no saved text classifier ({META} is missing).")
-    meta = json.loads((folder / META).read_text())
-    kind = {"neural": NeuralTextPredictor, "estimator": EstimatorTextPredictor}[meta["kind"]]
-    return kind.load(folder, meta["class_names"])
+    try:
+        meta = json.loads((folder / META).read_text())
+        kind = {"neural": NeuralTextPredictor, "estimator": EstimatorTextPredictor}[meta["kind"]]
+        class_names = [str(name) for name in meta["class_names"]]
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ModelFileError(f"{folder / META} is not a ForgeML predictor description "
+                             f"({type(err).__name__}: {err}).") from None
+    return kind.load(folder, class_names)
 
 
 def seconds_per_1k(predictor: TextPredictor, texts: list[str]) -> float:
@@ -138,12 +164,14 @@ def load_logged(uri: str, run_id: str) -> TextPredictor:
     import mlflow.artifacts
 
     from forgeml.errors import TrackingError
+    from forgeml.tracking import display_uri
 
     try:
         path = mlflow.artifacts.download_artifacts(
             artifact_uri=f"runs:/{run_id}/model/artifacts/predictor", tracking_uri=uri)
     except Exception as err:  # noqa: BLE001 - MLflow raises several kinds for a missing run
-        raise TrackingError(f"Run {run_id} in {uri} has no logged sentiment model ({err}). Pass "
+        raise TrackingError(f"Run {run_id} in {display_uri(uri)} has no logged sentiment "
+                            f"model ({str(err).splitlines()[0][:200]}). Pass "
                             "the run id printed by the train stage (models/sentiment/run.json)."
                             ) from None
     return load_predictor(path)

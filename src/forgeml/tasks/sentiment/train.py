@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from forgeml import tracking
 from forgeml.artifacts import read_data_card
-from forgeml.config import instantiate
+from forgeml.config import instantiate, instantiate_network
 from forgeml.data.reviews import package_file
 from forgeml.data.text_batches import read_split
 from forgeml.data.text_datamodule import TextDataModule
@@ -46,7 +46,7 @@ def build_model(cfg: DictConfig, num_classes: int):
         from forgeml.data.text_batches import load_tokenizer
 
         extra["vocab_size"] = load_tokenizer(tokenizer_file(cfg), 8).get_vocab_size()
-    return instantiate(cfg.model, "model", **extra)
+    return instantiate_network(cfg.model, **extra)
 
 
 def peak_memory_mb(on_gpu: bool) -> float:
