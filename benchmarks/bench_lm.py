@@ -74,9 +74,10 @@ def main() -> None:
             plain.append(row)
             sh([str(BIN / "forgeml"), "train", "-p", PARAMS], project, env)
             row = json.loads((project / "metrics/lm/train.json").read_text())
-            last = torch.load(project / "models/lm/last.ckpt", weights_only=False)["state_dict"]
+            # One validation, at the last step: the best checkpoint is the last one.
+            best = torch.load(project / "models/lm/best.ckpt", weights_only=True)["state_dict"]
             row["val_loss"] = val_loss(project, {k.removeprefix("network."): v
-                                                 for k, v in last.items()})
+                                                 for k, v in best.items()})
             forge.append(row)
 
     def med(rows, key):

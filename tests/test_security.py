@@ -103,6 +103,19 @@ def test_outputs_are_readable_by_the_team(tmp_path):
     assert (tmp_path / "models" / "w.bin").stat().st_mode & 0o777 == 0o644
 
 
+def test_pipeline_outputs_and_logged_models_are_readable_by_the_team(pipeline_project):
+    mask = os.umask(0)
+    os.umask(mask)
+    if mask & 0o044:
+        pytest.skip(f"this process's umask {mask:03o} keeps files from the group or others")
+    unreadable = [str(p.relative_to(pipeline_project))
+                  for name in ("data", "models", "metrics", "plots", "reports", "mlruns")
+                  for p in (pipeline_project / name).rglob("*")
+                  if p.stat().st_mode & (0o055 if p.is_dir() else 0o044) !=
+                  (0o055 if p.is_dir() else 0o044)]
+    assert unreadable == []
+
+
 # --- the model format ---------------------------------------------------------------------------
 def _networks():
     from forgeml.models.classifier import NormalizedNetwork
@@ -430,5 +443,6 @@ def test_no_command_stores_or_prints_the_password(auth_server, tmp_path):
     backend = (auth_server["root"] / "backend.db").read_bytes()
     assert hits == [] and CANARY.encode() not in backend
     assert not [o for o in outputs if CANARY in o]
+    assert not [o for o in outputs if "pickle" in o.lower()]  # no model is pickled any more
     assert b"admin:wrong" not in backend
 

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 from torch import nn
 
 from forgeml.errors import ModelFileError
+from forgeml.io import readable_mode
 from forgeml.models import registry
 
 FORMAT = "forgeml-network/1"
@@ -35,6 +37,7 @@ def save_network(network: nn.Module, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     weights = folder / WEIGHTS_FILE
     save_model(network, str(weights))  # keeps one copy of tied weights (the GPT's embedding)
+    os.chmod(weights, readable_mode())  # safetensors writes 0600; the team reads the store
     document = {"format": FORMAT, **spec, "weights": WEIGHTS_FILE, "sha256": sha256(weights)}
     (folder / SPEC_FILE).write_text(json.dumps(document, indent=1))
     return folder
@@ -83,14 +86,12 @@ def load_network(folder: str | Path) -> nn.Module:
 def download_network(uri: str, run_id: str, artifact_path: str = f"model/artifacts/{ARTIFACT}"
                      ) -> nn.Module:
     """The network logged with a run (its MLflow model), from the store at `uri`."""
-    import mlflow.artifacts
 
     from forgeml.errors import TrackingError
-    from forgeml.tracking import display_uri
+    from forgeml.tracking import display_uri, download
 
     try:
-        folder = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path,
-                                                     tracking_uri=uri)
+        folder = download(uri, run_id, artifact_path)
     except Exception as err:  # noqa: BLE001 - MLflow raises several kinds for a missing run
         raise TrackingError(f"Run {run_id} in {display_uri(uri)} has no ForgeML model at "
                             f"'{artifact_path}' ({str(err).splitlines()[0][:200]}). Runs logged "

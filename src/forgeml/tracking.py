@@ -296,6 +296,18 @@ def log_network(uri: str, run_id: str, network, input_example,
                          model_config={"output": output_transform} if output_transform else None)
 
 
+def download(uri: str, run_id: str, artifact_path: str) -> Path:
+    """A run's artifact from the store at `uri`. MLflow resolves a logged model's files (e.g.
+    `model/...`) through the process-wide store, so that is pointed at `uri` too: otherwise
+    it would read (and create) ./mlflow.db."""
+    import mlflow
+    import mlflow.artifacts
+
+    mlflow.set_tracking_uri(uri)
+    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path,
+                                                    tracking_uri=uri))
+
+
 def previous_runs(uri: str, experiment_name: str, exclude_run_id: str,
                   metric: str = "test/acc", limit: int = 10) -> list[dict[str, Any]]:
     """Earlier finished runs of this pipeline that have `metric`, newest first."""

@@ -84,10 +84,7 @@ def paired_with_previous(cfg: DictConfig, uri: str, run_id: str, artifact_path: 
     its `artifact_path`), oriented so that > 0 means this run is better; None when that run has
     no such artifact or scored a different number of examples."""
     try:
-        import mlflow.artifacts
-
-        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path,
-                                                   tracking_uri=uri)
+        path = tracking.download(uri, run_id, artifact_path)
         theirs = read(Path(path))
     except Exception as err:  # an old run without the artifact: intervals only
         log.warning("cannot load %s of run %s: %s", artifact_path, run_id, err)

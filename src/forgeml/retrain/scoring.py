@@ -31,10 +31,9 @@ def _load(uri: str, run_id: str):
 
 
 def _artifact(uri: str, run_id: str, path: str) -> Path:
-    import mlflow.artifacts
+    from forgeml.tracking import download
 
-    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path,
-                                                    tracking_uri=uri))
+    return download(uri, run_id, path)
 
 
 def per_example(cfg: DictConfig, uri: str, run_id: str) -> np.ndarray:

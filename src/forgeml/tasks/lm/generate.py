@@ -31,18 +31,16 @@ def generate_text(network: GPT, tokenizer: Tokenizer, prompt: str, max_new_token
 
 def load_logged(uri: str, run_id: str) -> tuple[GPT, Tokenizer]:
     """The logged network and the tokenizer it was trained with (both artifacts of the run)."""
-    import mlflow.artifacts
 
     from forgeml.saved_network import download_network
-    from forgeml.tracking import display_uri
+    from forgeml.tracking import display_uri, download
 
     network = download_network(uri, run_id)
     if not isinstance(network, GPT):
         raise TrackingError(f"Run {run_id} did not log a language model "
                             f"(its model is a {type(network).__name__}).")
     try:
-        path = mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path="config/tokenizer.json", tracking_uri=uri)
+        path = download(uri, run_id, "config/tokenizer.json")
     except Exception as err:  # noqa: BLE001 - MLflow raises several kinds for a missing file
         raise TrackingError(f"Cannot load the tokenizer of run {run_id} from "
                             f"{display_uri(uri)}: {str(err).splitlines()[0][:200]}") from None

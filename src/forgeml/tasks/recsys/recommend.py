@@ -61,15 +61,13 @@ class LoggedRecommender:
 
 
 def load_logged(uri: str, run_id: str) -> LoggedRecommender:
-    import mlflow.artifacts
 
     from forgeml.saved_network import download_network
-    from forgeml.tracking import display_uri
+    from forgeml.tracking import display_uri, download
 
     network = download_network(uri, run_id)
     try:
-        folder = Path(mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path="recommender", tracking_uri=uri))
+        folder = download(uri, run_id, "recommender")
         catalog = json.loads((folder / "catalog.json").read_text(encoding="utf-8"))
     except Exception as err:  # noqa: BLE001 - MLflow raises several kinds for a missing file
         raise TrackingError(f"Cannot load the catalog of run {run_id} from {display_uri(uri)}: "

@@ -161,14 +161,12 @@ def predictions_frame(predictor: TextPredictor, texts: list[str]):
 
 def load_logged(uri: str, run_id: str) -> TextPredictor:
     """The predictor logged with a run (works for `runs:/` ids and champion-resolved runs)."""
-    import mlflow.artifacts
 
     from forgeml.errors import TrackingError
-    from forgeml.tracking import display_uri
+    from forgeml.tracking import display_uri, download
 
     try:
-        path = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"runs:/{run_id}/model/artifacts/predictor", tracking_uri=uri)
+        path = download(uri, run_id, "model/artifacts/predictor")
     except Exception as err:  # noqa: BLE001 - MLflow raises several kinds for a missing run
         raise TrackingError(f"Run {run_id} in {display_uri(uri)} has no logged sentiment "
                             f"model ({str(err).splitlines()[0][:200]}). Pass "
