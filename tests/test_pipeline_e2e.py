@@ -10,7 +10,6 @@ import mlflow
 import mlflow.artifacts
 import mlflow.pyfunc
 import numpy as np
-import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
@@ -96,22 +95,43 @@ def test_second_repro_reruns_nothing(pipeline_project):
     assert "Running stage" not in result.stdout
 
 
-@pytest.mark.parametrize("override", ["trainer.max_epochs=3"])
-def test_dvc_exp_run_reruns_only_affected_stages_and_is_tracked(pipeline_project, override):
-    result = run([str(BIN / "dvc"), "exp", "run", "-S", override], cwd=pipeline_project)
-    assert "Stage 'prepare' didn't change, skipping" in result.stdout
-    assert "Running stage 'train'" in result.stdout
-    show = json.loads(run([str(BIN / "dvc"), "exp", "show", "--json"],
-                          cwd=pipeline_project).stdout)
-    text = json.dumps(show)
-    assert '"max_epochs": 3' in text and '"acc":' in text
+def _test_acc(row: dict) -> float | None:
+    """The test accuracy `dvc exp show --json` reports for one commit or experiment."""
+    metrics = (row.get("data") or {}).get("metrics") or {}
+    value = (metrics.get("metrics/digits/test.json") or {}).get("data", {}).get("acc")
+    return value if isinstance(value, float) else None
+
+
+def test_dvc_exp_show_compares_the_commit_with_two_experiments(pipeline_project):
+    dvc = str(BIN / "dvc")
+    # As a user does after a run: commit it (metrics/ and plots/ are tracked by git).
+    run(["git", "add", "dvc.lock", "metrics", "plots"], cwd=pipeline_project)
+    run(["git", "-c", "user.email=t@forgeml.test", "-c", "user.name=test", "commit", "-qm",
+         "baseline run"], cwd=pipeline_project)
+    first = run([dvc, "exp", "run", "-S", "trainer.max_epochs=3"], cwd=pipeline_project).stdout
+    assert "Stage 'prepare' didn't change, skipping" in first
+    assert "Running stage 'train'" in first
+    run([dvc, "exp", "run", "-S", "model=mlp", "-S", "trainer.max_epochs=3"],
+        cwd=pipeline_project)
+
+    show = json.loads(run([dvc, "exp", "show", "--json"], cwd=pipeline_project).stdout)
+    commit = next(row for row in show if row.get("rev") != "workspace")
+    experiments = [exp_rev for exp in commit.get("experiments") or []
+                   for exp_rev in exp.get("revs") or []]
+    assert _test_acc(commit) is not None and _test_acc(commit) > 0.5
+    assert len(experiments) == 2
+    assert all(_test_acc(e) is not None and _test_acc(e) > 0.5 for e in experiments)
+    diff = json.loads(run([dvc, "metrics", "diff", "--json", "HEAD",
+                           experiments[0]["name"]], cwd=pipeline_project).stdout)
+    assert isinstance(diff["metrics/digits/test.json"]["acc"]["new"], float)
 
     client, runs = _the_run(pipeline_project)
-    assert len(runs) == 2
-    newest = runs[-1]
-    assert newest.data.params["trainer.max_epochs"] == "3"
-    assert newest.data.tags.get("dvc.exp_name")
-    # The second run's report compares itself with the first, on the same test images.
+    assert len(runs) == 3
+    assert {r.data.params["trainer.max_epochs"] for r in runs[1:]} == {"3"}
+    assert all(r.data.tags.get("dvc.exp_name") for r in runs[1:])
+    # Experiments change params.yaml, dvc.lock and metrics only: not "uncommitted changes".
+    assert all(r.data.tags["forgeml.git_dirty"] == "false" for r in runs[1:])
+    # The last run's report compares itself with the one before, on the same test images.
     markdown = (pipeline_project / "reports/digits/report.md").read_text()
     assert "Against the previous run" in markdown
     assert "Earlier runs of this pipeline" in markdown

@@ -98,21 +98,6 @@ def instantiate(node: DictConfig, what: str, **kwargs: Any) -> Any:
         raise ConfigError(f"Cannot build '{what}' from its config: {err}") from None
 
 
-def instantiate_network(node: DictConfig, **kwargs: Any) -> Any:
-    """The configured model; an nn.Module also records the plain arguments it was built with,
-    so that it can be saved and rebuilt from forgeml.models.registry alone."""
-    from torch import nn
-
-    built = instantiate(node, "model", **kwargs)
-    if isinstance(built, nn.Module):
-        from forgeml.models.registry import remember_spec
-
-        arguments = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items()
-                     if not k.startswith("_")}
-        remember_spec(built, {**arguments, **kwargs})
-    return built
-
-
 def flatten(cfg: DictConfig) -> dict[str, Any]:
     """The config as dotted keys, for MLflow params."""
     flat: dict[str, Any] = {}

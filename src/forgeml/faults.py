@@ -4,8 +4,9 @@ drivers) as one line that names what is wrong and what to do, instead of a trace
 from __future__ import annotations
 
 import errno
+import sys
 
-from forgeml import tracking
+from forgeml.credentials import mask_uri
 from forgeml.io import output_name
 
 _DRIVERS = {"psycopg2": "psycopg2-binary", "psycopg": "psycopg[binary]",
@@ -33,7 +34,7 @@ def _explain_one(err: BaseException) -> str | None:
                     f"elsewhere) and rerun; {_PREVIOUS_KEPT}.")
     if isinstance(err, ModuleNotFoundError) and (err.name or "").split(".")[0] in _DRIVERS:
         package = _DRIVERS[err.name.split(".")[0]]
-        return (f"The MLflow tracking URI {tracking.display_uri(tracking.last_uri())} needs the "
+        return (f"The MLflow tracking URI {_store_in_use()} needs the "
                 f"database driver '{err.name}': `pip install {package}` in this environment.")
     text = str(err)
     if isinstance(err, RuntimeError) and ("gloo" in text or "NCCL" in text) and "peer" in text:
@@ -42,7 +43,7 @@ def _explain_one(err: BaseException) -> str | None:
     if type(err).__name__ in ("DatabaseError", "OperationalError") or \
             "file is not a database" in text or "malformed" in text:
         reason = text.splitlines()[0] if text else type(err).__name__
-        return (f"The MLflow tracking store {tracking.display_uri(tracking.last_uri())} cannot "
+        return (f"The MLflow tracking store {_store_in_use()} cannot "
                 f"be used ({reason[:200]}): restore it from a backup, or move it aside to "
                 "start a new store, and rerun.")
     return None
@@ -54,3 +55,10 @@ def _chain(err: BaseException):
         seen.add(id(err))
         yield err
         err = err.__cause__ or err.__context__
+
+
+def _store_in_use() -> str:
+    """The tracking store last used, masked. Only a process that imported forgeml.tracking can
+    have failed on a store, so it is looked up rather than imported."""
+    tracking = sys.modules.get("forgeml.tracking")
+    return mask_uri(tracking.last_uri()) if tracking else "in use"

@@ -1,12 +1,8 @@
-"""The MLflow model every ForgeML run logs: a pyfunc whose artifacts are ForgeML model files
-(safetensors + JSON, see saved_network) and whose code is forgeml's own (`pyfunc_entry.py`, logged
-as MLflow "models from code"). Nothing in it is pickled.
-
-- networks (digits, recommender, language model): array in, the network's output out (class
-  probabilities when logged with `output: softmax`);
-- text classifiers (sentiment): a DataFrame with a `text` column in; label, probability and one
-  p_<class> column per class out.
-"""
+"""The MLflow model of a network run (digits, recommender, language model): a pyfunc whose
+artifact is a ForgeML model file (safetensors + JSON, see saved_network) and whose code is
+forgeml's own (`pyfunc_entry.py`, logged as MLflow "models from code"). Nothing in it is
+pickled. Array in, the network's output out (class probabilities with `output: softmax`).
+The sentiment task's text model is forgeml.tasks.sentiment.serving."""
 
 from __future__ import annotations
 
@@ -22,24 +18,12 @@ ENTRY = "pyfunc_entry.py"
 
 class ForgeMLModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
-        artifacts = context.artifacts
-        self.predictor = self.network = None
-        if "predictor" in artifacts:
-            from forgeml.tasks.sentiment.predictor import load_predictor
+        from forgeml.saved_network import load_network
 
-            self.predictor = load_predictor(artifacts["predictor"])
-        else:
-            from forgeml.saved_network import load_network
-
-            self.network = load_network(artifacts["network"])
+        self.network = load_network(context.artifacts["network"])
         self.output = (context.model_config or {}).get("output")
 
     def predict(self, context, model_input, params=None):
-        if self.predictor is not None:
-            from forgeml.tasks.sentiment.predictor import predictions_frame
-
-            texts = model_input["text"] if hasattr(model_input, "columns") else model_input
-            return predictions_frame(self.predictor, [str(t) for t in list(texts)])
         import numpy as np
         import torch
 

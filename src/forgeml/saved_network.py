@@ -83,6 +83,31 @@ def load_network(folder: str | Path) -> nn.Module:
     return network.eval()
 
 
+def log_network(uri: str, run_id: str, network, input_example,
+                output_transform: str | None = None) -> str:
+    """Log `network` as the run's MLflow model with its signature; `output_transform="softmax"`
+    describes (and serves) the output as class probabilities."""
+    import tempfile
+
+    import torch
+    from mlflow.models import infer_signature
+
+    from forgeml import pyfunc, tracking
+
+    network = network.eval().cpu()
+    with torch.no_grad():
+        output = network(torch.as_tensor(input_example))
+        if output_transform == "softmax":
+            output = torch.softmax(output, dim=-1)
+    signature = infer_signature(input_example, output.numpy())
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = save_network(network, Path(scratch) / ARTIFACT)
+        return tracking.log_model(uri, run_id, Path(pyfunc.__file__).with_name(pyfunc.ENTRY),
+                                  {"network": folder}, signature, input_example,
+                                  model_config={"output": output_transform}
+                                  if output_transform else None)
+
+
 def download_network(uri: str, run_id: str, artifact_path: str = f"model/artifacts/{ARTIFACT}"
                      ) -> nn.Module:
     """The network logged with a run (its MLflow model), from the store at `uri`."""

@@ -97,8 +97,18 @@ def git_info(root: Path) -> dict[str, str]:
     commit = git("rev-parse", "HEAD")
     if not commit:
         return {"commit": "none", "dirty": "unknown"}
-    dirty = git("status", "--porcelain", "--untracked-files=no")
+    changed = [line[3:] for line in git("status", "--porcelain",
+                                        "--untracked-files=no").splitlines()]
+    dirty = [path for path in changed if not _written_by_dvc(path)]
     return {"commit": commit, "dirty": str(bool(dirty)).lower()}
+
+
+def _written_by_dvc(path: str) -> bool:
+    """Files a `dvc repro` / `dvc exp run` itself rewrites: lock files, params files (`-S`
+    values are recorded as params and in the config hash) and git-tracked metrics and plots.
+    Changes to them are not "uncommitted changes" of the code that ran."""
+    name = path.rsplit("/", 1)[-1]
+    return name in ("dvc.lock", "params.yaml") or path.startswith(("metrics/", "plots/"))
 
 
 def lineage_tags(cfg: DictConfig, data_card: dict) -> dict[str, str]:
@@ -251,19 +261,18 @@ def run_context(uri: str, run_id: str) -> Iterator[None]:
     client(uri).update_run(run_id, status=status)
 
 
-def log_model(uri: str, run_id: str, artifacts: dict[str, Path], signature, input_example,
-              model_config: dict | None = None, requirements: tuple[str, ...] = ()) -> str:
-    """Log the run's MLflow model: ForgeML's pyfunc over `artifacts` (ForgeML model files),
-    stored as code + safetensors + JSON, so loading it never unpickles anything."""
+def log_model(uri: str, run_id: str, entry: Path, artifacts: dict[str, Path], signature,
+              input_example, model_config: dict | None = None,
+              requirements: tuple[str, ...] = ()) -> str:
+    """Log the run's MLflow model as "models from code": the pyfunc built by the `entry` file
+    over `artifacts` (ForgeML model files), so loading it never unpickles anything."""
     import mlflow
     import mlflow.pyfunc
     import torch
 
-    from forgeml.pyfunc import ENTRY
-
     with run_context(uri, run_id):
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=str(Path(__file__).with_name(ENTRY)),
+            name="model", python_model=str(entry),
             artifacts={key: str(path) for key, path in artifacts.items()},
             model_config=model_config, signature=signature, input_example=input_example,
             # Explicit requirements: inferring them costs ~10 s per run.
@@ -271,29 +280,6 @@ def log_model(uri: str, run_id: str, artifacts: dict[str, Path], signature, inpu
                               f"mlflow=={mlflow.__version__}", "safetensors", *requirements],
         )
     return info.model_uri
-
-
-def log_network(uri: str, run_id: str, network, input_example,
-                output_transform: str | None = None) -> str:
-    """Log `network` as the run's MLflow model with its signature; `output_transform="softmax"`
-    describes (and serves) the output as class probabilities."""
-    import tempfile
-
-    import torch
-    from mlflow.models import infer_signature
-
-    from forgeml.saved_network import ARTIFACT, save_network
-
-    network = network.eval().cpu()
-    with torch.no_grad():
-        output = network(torch.as_tensor(input_example))
-        if output_transform == "softmax":
-            output = torch.softmax(output, dim=-1)
-    signature = infer_signature(input_example, output.numpy())
-    with tempfile.TemporaryDirectory() as scratch:
-        folder = save_network(network, Path(scratch) / ARTIFACT)
-        return log_model(uri, run_id, {"network": folder}, signature, input_example,
-                         model_config={"output": output_transform} if output_transform else None)
 
 
 def download(uri: str, run_id: str, artifact_path: str) -> Path:

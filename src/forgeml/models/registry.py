@@ -61,6 +61,21 @@ def remember_spec(network: nn.Module, kwargs: dict[str, Any]) -> nn.Module:
     return network
 
 
+def instantiate_network(node, **kwargs: Any) -> Any:
+    """The configured model (Hydra `_target_`); an nn.Module also records the plain arguments
+    it was built with, so that it can be saved and rebuilt from this registry alone."""
+    from omegaconf import OmegaConf
+
+    from forgeml.config import instantiate
+
+    built = instantiate(node, "model", **kwargs)
+    if isinstance(built, nn.Module):
+        arguments = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items()
+                     if not k.startswith("_")}
+        remember_spec(built, {**arguments, **kwargs})
+    return built
+
+
 def build(spec: dict[str, Any]) -> nn.Module:
     """The network a spec describes, from the registry, with random weights."""
     kwargs = spec.get("kwargs")

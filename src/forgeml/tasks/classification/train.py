@@ -8,12 +8,13 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from forgeml import tracking
 from forgeml.artifacts import load_best_weights, read_data_card
-from forgeml.config import instantiate, instantiate_network
+from forgeml.config import instantiate
 from forgeml.data.tensors import PreparedDataModule, load_split
 from forgeml.fitting import FittedRun, fit
 from forgeml.models.classifier import ImageClassifier, build_network
+from forgeml.models.registry import instantiate_network
+from forgeml.saved_network import log_network
 
 
 def make_network(cfg: DictConfig, card: dict) -> nn.Module:
@@ -55,7 +56,7 @@ def train(cfg: DictConfig) -> dict | None:
         }
         if cfg.logger.log_model:
             images, _ = load_split(cfg.paths.prepared, "val")
-            tracking.log_network(fitted.uri, fitted.run_id, task.network, images[:2].numpy(),
+            log_network(fitted.uri, fitted.run_id, task.network, images[:2].numpy(),
                                  output_transform="softmax")
         curve = "epoch,train_loss,train_acc,val_loss,val_acc\n" + "".join(
             f"{h['epoch']},{h['train_loss']:.6f},{h['train_acc']:.6f},{h['val_loss']:.6f},"

@@ -10,11 +10,13 @@ from omegaconf import DictConfig
 
 from forgeml import tracking
 from forgeml.artifacts import load_best_weights, read_data_card
-from forgeml.config import instantiate, instantiate_network
+from forgeml.config import instantiate
 from forgeml.data.token_stream import TokenDataModule
 from forgeml.fitting import FittedRun, fit
 from forgeml.models.gpt import GPT
 from forgeml.models.language_model import LanguageModel
+from forgeml.models.registry import instantiate_network
+from forgeml.saved_network import log_network
 
 
 def make_network(cfg: DictConfig, card: dict) -> GPT:
@@ -59,7 +61,7 @@ def train(cfg: DictConfig) -> dict | None:
         tracking.log_artifacts(fitted.uri, fitted.run_id, [tokenizer_file], "config")
         if cfg.logger.log_model:
             example = datamodule.val_tokens[: cfg.model.block_size].astype("int64")[None, :]
-            tracking.log_network(fitted.uri, fitted.run_id, network, example)
+            log_network(fitted.uri, fitted.run_id, network, example)
         curve = "step,train_loss,val_loss,lr,tokens_per_s\n" + "".join(
             f"{h['step']},{h['train_loss']:.6f},{h['val_loss']:.6f},{h['lr']:.6g},"
             f"{h['tokens_per_s']:.1f}\n" for h in history if math.isfinite(h["val_loss"]))

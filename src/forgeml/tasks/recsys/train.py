@@ -13,11 +13,13 @@ from torch import nn
 
 from forgeml import tracking
 from forgeml.artifacts import load_best_weights, read_data_card
-from forgeml.config import instantiate, instantiate_network
+from forgeml.config import instantiate
 from forgeml.data.interactions import TRAIN, VAL, InteractionDataModule
 from forgeml.fitting import FittedRun, fit
 from forgeml.io import atomic_write_text
 from forgeml.models.ranker import Recommender
+from forgeml.models.registry import instantiate_network
+from forgeml.saved_network import log_network
 
 
 def make_network(cfg: DictConfig, card: dict) -> nn.Module:
@@ -63,7 +65,7 @@ def train(cfg: DictConfig) -> dict | None:
         tracking.log_artifacts(fitted.uri, fitted.run_id, [seen, catalog], "recommender")
         if cfg.logger.log_model:
             example = np.array([[0, 0], [0, 1]], dtype=np.int64)
-            tracking.log_network(fitted.uri, fitted.run_id, network, example)
+            log_network(fitted.uri, fitted.run_id, network, example)
         curve = "epoch,train_loss,val_loss,val_hr,val_ndcg\n" + "".join(
             f"{h['epoch']},{h['train_loss']:.6f},{h['val_loss']:.6f},{h['val_hr']:.6f},"
             f"{h['val_ndcg']:.6f}\n" for h in history)

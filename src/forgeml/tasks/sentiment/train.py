@@ -14,11 +14,12 @@ from omegaconf import DictConfig
 
 from forgeml import tracking
 from forgeml.artifacts import read_data_card
-from forgeml.config import instantiate, instantiate_network
+from forgeml.config import instantiate
 from forgeml.data.reviews import package_file
 from forgeml.data.text_batches import read_split
 from forgeml.data.text_datamodule import TextDataModule
 from forgeml.fitting import FittedRun, fit, fit_estimator
+from forgeml.models.registry import instantiate_network
 from forgeml.tasks.sentiment.predictor import (
     EstimatorTextPredictor,
     NeuralTextPredictor,

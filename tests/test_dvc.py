@@ -1,0 +1,70 @@
+"""What DVC tells a user is true: every stage declares exactly the project files it runs, and the
+committed dvc.lock files match the code (a fresh clone lists only missing outputs)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import BIN, REPO, run
+from stage_deps import DATA_DEPS, declared_files, expected_deps, stage_files, stages
+
+STAGES = stages()
+
+
+@pytest.mark.parametrize("dvc_file,stage,task,deps", STAGES,
+                         ids=[f"{f}:{s}" for f, s, _, _ in STAGES])
+def test_every_stage_declares_exactly_the_files_it_runs(dvc_file, stage, task, deps):
+    declared, other = declared_files(deps)
+    expected = stage_files(task, stage)
+    missing, extra = sorted(expected - declared), sorted(declared - expected)
+    assert not missing and not extra, (
+        f"{dvc_file} stage '{stage}': missing deps {missing}, deps it never runs {extra}. "
+        "Run `python tests/stage_deps.py` to rewrite them.")
+    assert other == DATA_DEPS.get(stage, set())
+    assert all((REPO / d).exists() for d in other)
+
+
+def test_the_check_notices_an_import_missing_from_the_deps():
+    dvc_file, stage, task, deps = next(s for s in STAGES if s[1] == "evaluate")
+    dropped = "src/forgeml/metrics.py"
+    assert dropped in expected_deps(task, stage)
+    declared, _ = declared_files([d for d in deps if d != dropped])
+    assert stage_files(task, stage) - declared == {dropped}
+
+
+def _committed_clone(tmp_path):
+    if subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"],
+                      capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout")
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(REPO), str(clone)], cwd=tmp_path)
+    return clone
+
+
+@pytest.mark.parametrize("dvc_file", ["dvc.yaml", "pipelines/lm/dvc.yaml",
+                                      "pipelines/recsys/dvc.yaml", "pipelines/sentiment/dvc.yaml"])
+def test_a_fresh_clone_is_only_missing_outputs(tmp_path, dvc_file):
+    """The committed dvc.lock matches the committed code and params: in a fresh clone DVC finds
+    nothing changed, only outputs that were never pulled or computed."""
+    clone = _committed_clone(tmp_path)
+    status = json.loads(run([str(BIN / "dvc"), "status", "--json", dvc_file],
+                            cwd=clone).stdout or "{}")
+    changed = {}
+    for stage, entries in status.items():
+        for entry in entries:
+            if not isinstance(entry, dict):
+                changed.setdefault(stage, []).append(entry)
+                continue
+            for kind, items in entry.items():
+                # Missing outputs (and upstream outputs a stage depends on) are expected.
+                missing_only = kind in ("changed outs", "changed deps") and all(
+                    state == "deleted" for state in items.values())
+                if not missing_only:
+                    changed.setdefault(stage, []).append({kind: items})
+    assert changed == {}, (f"{dvc_file}: dvc.lock does not match the committed code/params "
+                           f"{changed}; rerun the pipeline and commit its dvc.lock.")
+    shutil.rmtree(clone)
