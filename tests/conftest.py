@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -27,6 +30,24 @@ def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None,
         raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n"
                              f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
     return result
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_up(url: str, timeout_s: float = 90) -> bool:
+    """True once `url` answers (a server started by a test), False after `timeout_s`."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return True
+        except OSError:
+            time.sleep(0.5)
+    return False
 
 
 FAULTS = REPO / "tests" / "faults"

@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import BIN, killed_at, make_project, run
+from conftest import BIN, free_port, killed_at, make_project, run, wait_until_up
 
 FORGEML = str(BIN / "forgeml")
 QUICK = ["--set", "trainer.max_epochs=2", "--set", "trainer.enable_progress_bar=false"]
@@ -126,16 +125,10 @@ def test_two_concurrent_retrains_run_exactly_once(tmp_path):
     assert "nothing changed" in _retrain(project).stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow  # each runs the pipeline twice in fresh projects
 def test_retrain_works_against_an_mlflow_server(tmp_path):
     project = make_project(tmp_path / "served")
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [str(BIN / "mlflow"), "server", "--backend-store-uri",
          f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination",
@@ -143,15 +136,7 @@ def test_retrain_works_against_an_mlflow_server(tmp_path):
          "1"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     uri = f"http://127.0.0.1:{port}"
     try:
-        import urllib.request
-
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(f"{uri}/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
+        assert wait_until_up(f"{uri}/health", timeout_s=60)
         out = _retrain(project, *QUICK, env={"MLFLOW_TRACKING_URI": uri}).stdout
         assert "decision: promoted" in out
         assert _champion(_registry(project, uri)) == "1"

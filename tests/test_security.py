@@ -11,10 +11,7 @@ import json
 import os
 import pickle
 import shutil
-import socket
 import subprocess
-import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -22,7 +19,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from conftest import BIN, make_project, run
+from conftest import BIN, free_port, make_project, run, wait_until_up
 from forgeml import credentials
 from forgeml.config import compose
 from forgeml.errors import ConfigError, ModelFileError
@@ -334,12 +331,6 @@ def test_evaluate_refuses_a_planted_checkpoint(pipeline_project, tmp_path):
 CANARY = f"canary-{uuid.uuid4().hex}"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def auth_server(tmp_path_factory):
     """MLflow's basic-auth app on 127.0.0.1 whose admin password is the canary."""
@@ -349,7 +340,7 @@ def auth_server(tmp_path_factory):
         f"database_uri = sqlite:///{root / 'users.db'}\n"
         f"admin_username = admin\nadmin_password = {CANARY}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(root / "basic_auth.ini"),
            "MLFLOW_FLASK_SERVER_SECRET_KEY": uuid.uuid4().hex,
            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -360,14 +351,7 @@ def auth_server(tmp_path_factory):
          "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
         cwd=root, env=env, stdout=log, stderr=log, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"{base}/health", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
+    if not wait_until_up(f"{base}/health"):
         raise AssertionError((root / "server.log").read_text()[-3000:])
     yield {"root": root, "base": base,
            "uri": f"http://admin:{CANARY}@127.0.0.1:{port}"}
