@@ -21,7 +21,7 @@ from torch.nn import functional as F
 
 from forgeml.data.token_stream import load_tokens, windows
 from forgeml.models.gpt import GPT
-from forgeml.models.language_model import decay_groups, warmup_cosine
+from forgeml.training.language_model import decay_groups, warmup_cosine
 
 
 def main() -> None:

@@ -17,8 +17,8 @@ from omegaconf import OmegaConf
 
 from forgeml.data.reviews import package_file
 from forgeml.data.text_batches import encode, load_tokenizer, read_split
-from forgeml.data.text_datamodule import BucketedTextBatches
 from forgeml.models.minilm_classifier import MiniLMClassifier
+from forgeml.training.text_datamodule import BucketedTextBatches
 
 
 def main(params_path: str) -> None:

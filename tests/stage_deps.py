@@ -14,6 +14,8 @@ REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
 DVC_FILES = ("dvc.yaml", "pipelines/lm/dvc.yaml", "pipelines/recsys/dvc.yaml",
              "pipelines/sentiment/dvc.yaml")
+# The task packages: their stage and retraining loaders import lazily (forgeml.tasks.interface).
+TASK_PACKAGES = ("classification", "lm", "recsys", "sentiment")
 # Read at run time without an import: the report templates.
 DATA_DEPS = {"report": {"src/forgeml/reporting/templates"}}
 
@@ -63,10 +65,12 @@ def closure(entries: list[str], top_level_only: frozenset[str] = frozenset()) ->
 
 def stage_files(task: str, stage: str) -> set[str]:
     """What `forgeml <stage>` runs for a `task` pipeline: the CLI (module level: its other
-    commands import lazily), the stage dispatch and guard, error reporting, the stage module."""
+    commands import lazily), the task registry (module level: a task imports only the stage
+    that runs), the stage guard, error reporting, and the stage module."""
     entries = ["forgeml.cli", "forgeml.config", "forgeml.stage_run", "forgeml.tasks",
                "forgeml.faults", "forgeml.credentials", f"forgeml.tasks.{task}.{stage}"]
-    files = closure(entries, top_level_only=frozenset({"forgeml.cli"}))
+    lazy = frozenset({"forgeml.cli", *(f"forgeml.tasks.{name}" for name in TASK_PACKAGES)})
+    files = closure(entries, top_level_only=lazy)
     return {str(p.relative_to(REPO)) for p in files}
 
 

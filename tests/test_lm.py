@@ -31,8 +31,8 @@ from forgeml.lm_metrics import (
     unigram_window_nll,
 )
 from forgeml.models.gpt import GPT
-from forgeml.models.language_model import warmup_cosine
 from forgeml.tasks.lm.prepare import prepare, split_works
+from forgeml.training.language_model import warmup_cosine
 
 FORGEML = str(BIN / "forgeml")
 LM_PARAMS = "pipelines/lm/params.yaml"

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from forgeml.bootstrap import bootstrap_interval, paired_bootstrap_difference
 from forgeml.io import atomic_dir, atomic_write_json
-from forgeml.metrics import bootstrap_interval, classification_metrics, paired_bootstrap_difference
+from forgeml.metrics import classification_metrics
 
 
 def test_classification_metrics_known_values():

@@ -163,7 +163,7 @@ def _steps(network, steps: int = 3, lr: float = 1e-3) -> None:
 
     import pytorch_lightning as pl
 
-    from forgeml.models.classifier import Classifier
+    from forgeml.training.classifier import Classifier
 
     ids, mask, labels = _tiny_batch()
     module = Classifier(network, partial(torch.optim.AdamW, lr=lr), warmup_fraction=0.0,
@@ -321,8 +321,8 @@ def test_learning_rate_warms_up_and_decays_over_the_real_number_of_steps():
 
     import pytorch_lightning as pl
 
-    from forgeml.data.text_datamodule import BucketedTextBatches
-    from forgeml.models.classifier import Classifier
+    from forgeml.training.classifier import Classifier
+    from forgeml.training.text_datamodule import BucketedTextBatches
 
     rng = np.random.default_rng(0)
     sequences = [rng.integers(1, 50, size=rng.integers(3, 12)) for _ in range(100)]

@@ -1,6 +1,6 @@
-"""`forgeml`: the stage commands that dvc.yaml calls (dispatched on pipeline.task), compose, and
-the serving and operations commands: generate, recommend, predict, retrain, rollback. Heavy
-imports stay lazy."""
+"""`forgeml`: the stage commands that dvc.yaml calls (the task registry picks the stage),
+compose, and the serving and operations commands: generate, recommend, predict, retrain,
+rollback. Heavy imports stay lazy."""
 
 from __future__ import annotations
 
@@ -48,15 +48,15 @@ def compose(
 def _run_stage(stage: str, params: Path) -> None:
     from forgeml.config import find_config_dir
     from forgeml.stage_run import stage_guard
-    from forgeml.tasks import stage_module
+    from forgeml.tasks import task_of
 
     cfg = _load(params)
-    module = stage_module(cfg, stage)
+    step = task_of(cfg, str(params)).stage(stage)
     # The workspace's own lock: DVC's parallel queued experiments each run in a copy.
     with stage_guard(cfg, stage, find_config_dir().parent):
-        result = getattr(module, stage)(cfg)
+        result = step.run(cfg)
     if result is not None:  # None: a DDP worker rank, which reports nothing
-        console.print(module.summarize(cfg, result))
+        console.print(step.summarize(cfg, result))
 
 
 @app.command()

@@ -13,7 +13,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from forgeml.errors import ConfigError
 from forgeml.io import atomic_write_text
-from forgeml.schemas import SCHEMAS, check_values
+from forgeml.schemas import check_values
 
 DEFAULT_PARAMS = "params.yaml"
 
@@ -68,12 +68,11 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> DictConfig:
 
 
 def validate(cfg: DictConfig, source: str = DEFAULT_PARAMS) -> None:
-    task = OmegaConf.select(cfg, "pipeline.task", default="classification")
-    schema = SCHEMAS.get(task)
-    if schema is None:
-        raise ConfigError(f"{source}: unknown pipeline.task '{task}'. Known: {sorted(SCHEMAS)}.")
+    from forgeml.tasks import task_of
+
+    task = task_of(cfg, source)
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
+        merged = OmegaConf.merge(OmegaConf.structured(task.schema), cfg)
         OmegaConf.to_container(merged, throw_on_missing=True)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "?"
@@ -82,7 +81,7 @@ def validate(cfg: DictConfig, source: str = DEFAULT_PARAMS) -> None:
             f"{source}: invalid config key '{key}': {reason}. "
             "Fix it in conf/ (or the -S override) and recompose."
         ) from None
-    problems = check_values(task, cfg)
+    problems = check_values(cfg, task.problems)
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems) + ".")
 

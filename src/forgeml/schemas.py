@@ -3,6 +3,7 @@ name (OmegaConf structured configs), and value checks say what to fix."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -390,12 +391,6 @@ def sentiment_problems(cfg: DictConfig) -> list[str]:
     return problems
 
 
-SCHEMAS: dict[str, type] = {"classification": ClassificationSchema, "lm": LMSchema,
-                            "recsys": RecsysSchema, "sentiment": SentimentSchema}
-_PROBLEMS = {"classification": classification_problems, "lm": lm_problems,
-             "recsys": recsys_problems, "sentiment": sentiment_problems}
-
-
 _PRECISIONS = {"64", "64-true", "32", "32-true", "16", "16-mixed", "bf16", "bf16-mixed",
                "16-true", "bf16-true", "transformer-engine", "transformer-engine-float16"}
 _ACCELERATORS = {"auto", "cpu", "gpu", "cuda", "mps", "tpu"}
@@ -457,5 +452,6 @@ def common_problems(cfg: DictConfig) -> list[str]:
     return problems
 
 
-def check_values(task: str, cfg: DictConfig) -> list[str]:
-    return common_problems(cfg) + _PROBLEMS[task](cfg) + trainer_problems(cfg)
+def check_values(cfg: DictConfig, task_problems: Callable[[DictConfig], list[str]]
+                 ) -> list[str]:
+    return common_problems(cfg) + task_problems(cfg) + trainer_problems(cfg)

@@ -9,11 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import IterableDataset
 
-from forgeml.data.tensors import TensorBatchDataset, tensor_loader
 from forgeml.errors import DataError
 
 TRAIN, VAL, TEST = 0, 1, 2
@@ -103,36 +101,3 @@ class NegativeSampledPairs(IterableDataset):
         targets = torch.from_numpy(labels[order].astype(np.float32))
         for start in range(0, len(order), self.batch_size):
             yield pairs[start:start + self.batch_size], targets[start:start + self.batch_size]
-
-
-class InteractionDataModule(pl.LightningDataModule):
-    def __init__(self, prepared: str | Path, batch_size: int, eval_batch_size: int,
-                 num_negatives: int, seed: int):
-        super().__init__()
-        self.prepared, self.batch_size, self.eval_batch_size = prepared, batch_size, eval_batch_size
-        self.num_negatives, self.seed = num_negatives, seed
-
-    def setup(self, stage: str | None = None) -> None:
-        self.data = load_interactions(self.prepared)
-        train = self.data.rows(TRAIN)
-        if len(train) == 0 or len(self.data.rows(VAL)) == 0:
-            raise DataError("The train or val split is empty: check data.split.")
-        self.train_pairs = NegativeSampledPairs(
-            self.data.user[train], self.data.item[train], self.data.n_items, self.num_negatives,
-            self.batch_size, self.seed)
-
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_pairs, batch_size=None)
-
-    # In every checkpoint, so a resumed run draws the next epoch's negatives, not epoch 0's.
-    def state_dict(self) -> dict:
-        return {"epochs_drawn": self.train_pairs.epoch}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.train_pairs.epoch = int(state.get("epochs_drawn", 0))
-
-    def val_dataloader(self) -> DataLoader:
-        users, candidates = self.data.candidates(VAL)
-        return tensor_loader(TensorBatchDataset(torch.from_numpy(users),
-                                                torch.from_numpy(candidates)),
-                             self.eval_batch_size, shuffle=False)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -42,33 +41,6 @@ def tensor_loader(dataset: TensorBatchDataset, batch_size: int, shuffle: bool,
                   pin_memory: bool = False) -> DataLoader:
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=keep_batch,
                       num_workers=0, pin_memory=pin_memory)
-
-
-class PreparedDataModule(pl.LightningDataModule):
-    """Serves the train/val/test tensors written by the prepare stage."""
-
-    def __init__(self, prepared_dir: str | Path, batch_size: int, eval_batch_size: int,
-                 pin_memory: bool = False):
-        super().__init__()
-        self.prepared_dir = Path(prepared_dir)
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
-        self.pin_memory = pin_memory
-        self.splits: dict[str, TensorBatchDataset] = {}
-
-    def setup(self, stage: str | None = None) -> None:
-        for name in ("train", "val", "test"):
-            if name not in self.splits:
-                self.splits[name] = TensorBatchDataset(*load_split(self.prepared_dir, name))
-
-    def train_dataloader(self) -> DataLoader:
-        return tensor_loader(self.splits["train"], self.batch_size, True, self.pin_memory)
-
-    def val_dataloader(self) -> DataLoader:
-        return tensor_loader(self.splits["val"], self.eval_batch_size, False, self.pin_memory)
-
-    def test_dataloader(self) -> DataLoader:
-        return tensor_loader(self.splits["test"], self.eval_batch_size, False, self.pin_memory)
 
 
 def load_split(prepared: str | Path, name: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,9 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import IterableDataset
 
 from forgeml.errors import DataError
 
@@ -67,31 +66,3 @@ class RandomWindows(IterableDataset):
             offsets = torch.randint(high, (self.batch_size,), generator=generator)
             yield windows(self.tokens, offsets, self.block_size)
             produced += 1
-
-
-class TokenDataModule(pl.LightningDataModule):
-    def __init__(self, prepared: str | Path, vocab_size: int, block_size: int, batch_size: int,
-                 val_batches: int, seed: int, pin_memory: bool = False):
-        super().__init__()
-        self.prepared, self.vocab_size, self.block_size = prepared, vocab_size, block_size
-        self.batch_size, self.val_batches, self.seed = batch_size, val_batches, seed
-        self.pin_memory = pin_memory
-
-    def setup(self, stage: str | None = None) -> None:
-        self.train_tokens = load_tokens(self.prepared, "train", self.vocab_size)
-        self.val_tokens = load_tokens(self.prepared, "val", self.vocab_size)
-        check_long_enough(self.train_tokens, self.block_size, "train")
-        check_long_enough(self.val_tokens, self.block_size, "val")
-
-    def train_dataloader(self) -> DataLoader:
-        # After a resume the trainer has restored its step count: skip the batches drawn so far.
-        trainer = self.trainer
-        done = trainer.global_step * trainer.accumulate_grad_batches if trainer else 0
-        stream = RandomWindows(self.train_tokens, self.block_size, self.batch_size, self.seed,
-                               skip_batches=done)
-        return DataLoader(stream, batch_size=None, pin_memory=self.pin_memory)
-
-    def val_dataloader(self) -> DataLoader:
-        stream = RandomWindows(self.val_tokens, self.block_size, self.batch_size,
-                               self.seed + 1, n_batches=self.val_batches)
-        return DataLoader(stream, batch_size=None, pin_memory=self.pin_memory)

@@ -14,8 +14,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from omegaconf import DictConfig
 
 from forgeml import tracking
+from forgeml.bootstrap import paired_bootstrap_difference
 from forgeml.io import atomic_dir
-from forgeml.metrics import paired_bootstrap_difference
 
 log = logging.getLogger(__name__)
 FIRST_RUN = ("This is the first evaluated run of this pipeline, so there is no earlier model to "

@@ -1,25 +1,24 @@
-"""Each task (classification, lm, ...) implements the four stages as modules
-`forgeml.tasks.<task>.<stage>` with a function named after the stage and a `summarize(cfg,
-result)` for the one line the CLI prints. `pipeline.task` in the composed config picks one."""
+"""The registry of tasks. `pipeline.task` in the composed config names one; each task package
+declares its stages, schema and hooks in its `TASK` (see `interface.Task`)."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-from types import ModuleType
-
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from forgeml.errors import ConfigError
+from forgeml.tasks import classification, lm, recsys, sentiment
+from forgeml.tasks.interface import Task
 
-TASKS = ("classification", "lm", "recsys", "sentiment")
-STAGES = ("prepare", "train", "evaluate", "report")
+TASKS: dict[str, Task] = {task.name: task for task in (
+    classification.TASK, lm.TASK, recsys.TASK, sentiment.TASK)}
 
 
-def stage_module(cfg: DictConfig, stage: str) -> ModuleType:
-    task = cfg.pipeline.task
-    if task not in TASKS:
-        raise ConfigError(f"Unknown pipeline.task '{task}'. Known: {', '.join(TASKS)}.")
-    if importlib.util.find_spec(f"forgeml.tasks.{task}.{stage}") is None:
-        raise ConfigError(f"The {task} pipeline has no '{stage}' stage.")
-    return importlib.import_module(f"forgeml.tasks.{task}.{stage}")
+def task_named(name: str, source: str = "params.yaml") -> Task:
+    if name not in TASKS:
+        raise ConfigError(f"{source}: unknown pipeline.task '{name}'. Known: "
+                          f"{', '.join(sorted(TASKS))}.")
+    return TASKS[name]
+
+
+def task_of(cfg: DictConfig, source: str = "params.yaml") -> Task:
+    return task_named(OmegaConf.select(cfg, "pipeline.task", default="classification"), source)

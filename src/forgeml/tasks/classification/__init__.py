@@ -1,1 +1,44 @@
 """Image classification: digits, MNIST, Fashion-MNIST with MLP/CNN."""
+
+from __future__ import annotations
+
+from forgeml.schemas import ClassificationSchema, classification_problems
+from forgeml.tasks.interface import Retraining, Stage, Task
+
+
+def _prepare() -> Stage:
+    from forgeml.tasks.classification import prepare as stage
+
+    return Stage(stage.prepare, stage.summarize)
+
+
+def _train() -> Stage:
+    from forgeml.tasks.classification import train as stage
+
+    return Stage(stage.train, stage.summarize)
+
+
+def _evaluate() -> Stage:
+    from forgeml.tasks.classification import evaluate as stage
+
+    return Stage(stage.evaluate, stage.summarize)
+
+
+def _report() -> Stage:
+    from forgeml.tasks.classification import report as stage
+
+    return Stage(stage.report, stage.summarize)
+
+
+def _retraining() -> Retraining:
+    from forgeml.tasks.classification import retraining
+
+    return Retraining(metric=lambda cfg: "acc", per_example=retraining.per_example,
+                      drift_counts=retraining.drift_counts)
+
+
+TASK = Task(
+    name="classification", schema=ClassificationSchema, problems=classification_problems,
+    stages={"prepare": _prepare, "train": _train, "evaluate": _evaluate, "report": _report},
+    retraining=_retraining,
+)

@@ -12,16 +12,11 @@ from omegaconf import DictConfig
 
 from forgeml import tracking
 from forgeml.artifacts import read_run
+from forgeml.bootstrap import bootstrap_interval, paired_bootstrap_difference
 from forgeml.data.tensors import load_split
 from forgeml.io import atomic_write_json, atomic_write_text, staged_outputs
-from forgeml.metrics import (
-    bootstrap_interval,
-    classification_metrics,
-    inference_latency,
-    paired_bootstrap_difference,
-    predict_probs,
-)
-from forgeml.tasks.classification.train import load_network
+from forgeml.metrics import classification_metrics, inference_latency, predict_probs
+from forgeml.tasks.classification.network import load_network
 
 log = logging.getLogger(__name__)
 BASELINE_MAX_TRAIN = 10_000  # keeps the baseline's fit under a minute on 2 cores

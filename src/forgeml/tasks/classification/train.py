@@ -6,25 +6,15 @@ import math
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 
-from forgeml.artifacts import load_best_weights, read_data_card
+from forgeml.artifacts import read_data_card
 from forgeml.config import instantiate
-from forgeml.data.tensors import PreparedDataModule, load_split
-from forgeml.fitting import FittedRun, fit
-from forgeml.models.classifier import ImageClassifier, build_network
-from forgeml.models.registry import instantiate_network
+from forgeml.data.tensors import load_split
 from forgeml.saved_network import log_network
-
-
-def make_network(cfg: DictConfig, card: dict) -> nn.Module:
-    model = instantiate_network(cfg.model)
-    return build_network(model, **card["normalization"])
-
-
-def load_network(cfg: DictConfig) -> nn.Module:
-    """The best checkpoint of the last train stage, as an eval-mode nn.Module."""
-    return load_best_weights(cfg, make_network(cfg, read_data_card(cfg)))
+from forgeml.tasks.classification.network import make_network
+from forgeml.training.classifier import ImageClassifier
+from forgeml.training.datamodules import PreparedDataModule
+from forgeml.training.fitting import FittedRun, fit
 
 
 def train(cfg: DictConfig) -> dict | None:

@@ -1,1 +1,36 @@
 """Language modelling: a GPT trained on tokenised text (Shakespeare by default)."""
+
+from __future__ import annotations
+
+from forgeml.schemas import LMSchema, lm_problems
+from forgeml.tasks.interface import Stage, Task
+
+
+def _prepare() -> Stage:
+    from forgeml.tasks.lm import prepare as stage
+
+    return Stage(stage.prepare, stage.summarize)
+
+
+def _train() -> Stage:
+    from forgeml.tasks.lm import train as stage
+
+    return Stage(stage.train, stage.summarize)
+
+
+def _evaluate() -> Stage:
+    from forgeml.tasks.lm import evaluate as stage
+
+    return Stage(stage.evaluate, stage.summarize)
+
+
+def _report() -> Stage:
+    from forgeml.tasks.lm import report as stage
+
+    return Stage(stage.report, stage.summarize)
+
+
+TASK = Task(
+    name="lm", schema=LMSchema, problems=lm_problems,
+    stages={"prepare": _prepare, "train": _train, "evaluate": _evaluate, "report": _report},
+)

@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from forgeml import tracking
 from forgeml.artifacts import read_data_card, read_run
+from forgeml.bootstrap import paired_bootstrap_difference
 from forgeml.data.token_stream import check_long_enough, load_tokens
 from forgeml.data.tokenizer import load_tokenizer
 from forgeml.io import atomic_write_json, atomic_write_text, staged_outputs
@@ -20,9 +21,8 @@ from forgeml.lm_metrics import (
     summarize_nll,
     unigram_window_nll,
 )
-from forgeml.metrics import paired_bootstrap_difference
 from forgeml.tasks.lm.generate import generate_text
-from forgeml.tasks.lm.train import load_network
+from forgeml.tasks.lm.network import load_network
 
 
 def evaluate(cfg: DictConfig) -> dict:

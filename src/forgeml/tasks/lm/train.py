@@ -9,23 +9,13 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from forgeml import tracking
-from forgeml.artifacts import load_best_weights, read_data_card
+from forgeml.artifacts import read_data_card
 from forgeml.config import instantiate
-from forgeml.data.token_stream import TokenDataModule
-from forgeml.fitting import FittedRun, fit
-from forgeml.models.gpt import GPT
-from forgeml.models.language_model import LanguageModel
-from forgeml.models.registry import instantiate_network
 from forgeml.saved_network import log_network
-
-
-def make_network(cfg: DictConfig, card: dict) -> GPT:
-    return instantiate_network(cfg.model, vocab_size=card["tokenizer"]["vocab_size"])
-
-
-def load_network(cfg: DictConfig) -> GPT:
-    """The best checkpoint of the last train stage, in eval mode."""
-    return load_best_weights(cfg, make_network(cfg, read_data_card(cfg)))
+from forgeml.tasks.lm.network import make_network
+from forgeml.training.datamodules import TokenDataModule
+from forgeml.training.fitting import FittedRun, fit
+from forgeml.training.language_model import LanguageModel
 
 
 def train(cfg: DictConfig) -> dict | None:

@@ -1,1 +1,45 @@
 """Recommendation from implicit feedback: GMF / MLP / NeuMF on user-item interactions."""
+
+from __future__ import annotations
+
+from forgeml.schemas import RecsysSchema, recsys_problems
+from forgeml.tasks.interface import Retraining, Stage, Task
+
+
+def _prepare() -> Stage:
+    from forgeml.tasks.recsys import prepare as stage
+
+    return Stage(stage.prepare, stage.summarize)
+
+
+def _train() -> Stage:
+    from forgeml.tasks.recsys import train as stage
+
+    return Stage(stage.train, stage.summarize)
+
+
+def _evaluate() -> Stage:
+    from forgeml.tasks.recsys import evaluate as stage
+
+    return Stage(stage.evaluate, stage.summarize)
+
+
+def _report() -> Stage:
+    from forgeml.tasks.recsys import report as stage
+
+    return Stage(stage.report, stage.summarize)
+
+
+def _retraining() -> Retraining:
+    from forgeml.tasks.recsys import retraining
+
+    return Retraining(metric=lambda cfg: f"hr_at_{cfg.evaluate.k}",
+                      per_example=retraining.per_example,
+                      drift_counts=retraining.drift_counts)
+
+
+TASK = Task(
+    name="recsys", schema=RecsysSchema, problems=recsys_problems,
+    stages={"prepare": _prepare, "train": _train, "evaluate": _evaluate, "report": _report},
+    retraining=_retraining,
+)

@@ -13,12 +13,12 @@ from torch import nn
 
 from forgeml import tracking
 from forgeml.artifacts import read_run
+from forgeml.bootstrap import bootstrap_interval, paired_bootstrap_difference
 from forgeml.data.interactions import TEST, TRAIN, VAL, PreparedInteractions, load_interactions
 from forgeml.io import atomic_write_json, atomic_write_text, staged_outputs
-from forgeml.metrics import bootstrap_interval, paired_bootstrap_difference
 from forgeml.models.ranker import score_candidates
 from forgeml.ranking_metrics import hit_rate, ndcg, rank_of_target
-from forgeml.tasks.recsys.train import load_network
+from forgeml.tasks.recsys.network import load_network
 
 CURVE_KS = list(range(1, 21))
 

@@ -13,7 +13,7 @@ from torch import nn
 from forgeml.errors import DataError, TrackingError
 from forgeml.io import atomic_write_text
 from forgeml.models.ranker import score_candidates
-from forgeml.tasks.recsys.train import seen_items
+from forgeml.tasks.recsys.network import seen_items
 
 
 class LoggedRecommender:

@@ -9,25 +9,17 @@ from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig
-from torch import nn
 
 from forgeml import tracking
-from forgeml.artifacts import load_best_weights, read_data_card
+from forgeml.artifacts import read_data_card
 from forgeml.config import instantiate
-from forgeml.data.interactions import TRAIN, VAL, InteractionDataModule
-from forgeml.fitting import FittedRun, fit
+from forgeml.data.interactions import TRAIN, VAL
 from forgeml.io import atomic_write_text
-from forgeml.models.ranker import Recommender
-from forgeml.models.registry import instantiate_network
 from forgeml.saved_network import log_network
-
-
-def make_network(cfg: DictConfig, card: dict) -> nn.Module:
-    return instantiate_network(cfg.model, num_users=card["users"], num_items=card["items"])
-
-
-def load_network(cfg: DictConfig) -> nn.Module:
-    return load_best_weights(cfg, make_network(cfg, read_data_card(cfg)))
+from forgeml.tasks.recsys.network import make_network
+from forgeml.training.datamodules import InteractionDataModule
+from forgeml.training.fitting import FittedRun, fit
+from forgeml.training.recommender import Recommender
 
 
 def train(cfg: DictConfig) -> dict | None:
@@ -80,20 +72,3 @@ def summarize(cfg: DictConfig, record: dict) -> str:
             f"({record['train_pairs_per_second']:,.0f} pairs/s); best val NDCG@{cfg.evaluate.k} "
             f"{record['best_val_ndcg']:.4f}, HR@{cfg.evaluate.k} {record['best_val_hr']:.4f}; "
             f"MLflow run {record['run_id']}")
-
-
-def seen_items(path: Path, n_users: int) -> list[set[int]]:
-    from forgeml.errors import ModelFileError
-
-    try:
-        with np.load(path, allow_pickle=False) as arrays:
-            users, items = arrays["user"].tolist(), arrays["item"].tolist()
-        out: list[set[int]] = [set() for _ in range(n_users)]
-        for u, i in zip(users, items, strict=True):
-            out[u].add(i)
-    except (OSError, ValueError, KeyError, IndexError, TypeError) as err:
-        raise ModelFileError(f"{path} is not the recommender's seen-items file "
-                             f"({str(err).splitlines()[0][:160]}); refusing it.") from None
-    return out
-
-

@@ -1,0 +1,44 @@
+"""Sentiment: a fine-tuned pretrained transformer (MiniLM) against cheaper baselines, on review
+snippets."""
+
+from __future__ import annotations
+
+from forgeml.schemas import SentimentSchema, sentiment_problems
+from forgeml.tasks.interface import Stage, Task
+
+
+def _prepare() -> Stage:
+    from forgeml.tasks.sentiment import prepare as stage
+
+    return Stage(stage.prepare, stage.summarize)
+
+
+def _train() -> Stage:
+    from forgeml.tasks.sentiment import train as stage
+
+    return Stage(stage.train, stage.summarize)
+
+
+def _baselines() -> Stage:
+    from forgeml.tasks.sentiment import baselines as stage
+
+    return Stage(stage.baselines, stage.summarize)
+
+
+def _evaluate() -> Stage:
+    from forgeml.tasks.sentiment import evaluate as stage
+
+    return Stage(stage.evaluate, stage.summarize)
+
+
+def _report() -> Stage:
+    from forgeml.tasks.sentiment import report as stage
+
+    return Stage(stage.report, stage.summarize)
+
+
+TASK = Task(
+    name="sentiment", schema=SentimentSchema, problems=sentiment_problems,
+    stages={"prepare": _prepare, "train": _train, "baselines": _baselines,
+            "evaluate": _evaluate, "report": _report},
+)

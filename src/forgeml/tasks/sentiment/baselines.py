@@ -13,8 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from forgeml.io import replace_dir
 from forgeml.tasks.sentiment import train as train_stage
-
-MODEL_DIR = "model"
+from forgeml.tasks.sentiment.predictor import BASELINE_MODEL_DIR
 
 
 def baseline_config(cfg: DictConfig, name: str, root: Path) -> DictConfig:
@@ -26,7 +25,7 @@ def baseline_config(cfg: DictConfig, name: str, root: Path) -> DictConfig:
         "trainer": entry.get("trainer") or {}, "train": entry.get("train") or {},
         "logger": {"experiment_name": f"{cfg.logger.experiment_name}-baselines",
                    "log_model": False},
-        "paths": {"models": str(root / name / MODEL_DIR), "metrics": str(root / name),
+        "paths": {"models": str(root / name / BASELINE_MODEL_DIR), "metrics": str(root / name),
                   "plots": str(root / name)},
     })
     merged.model = entry.model

@@ -13,14 +13,18 @@ from sklearn.metrics import confusion_matrix, f1_score, roc_auc_score
 
 from forgeml import tracking
 from forgeml.artifacts import read_data_card, read_run
+from forgeml.bootstrap import bootstrap_interval, bootstrap_metric, paired_bootstrap_difference
 from forgeml.data.text_batches import read_split
 from forgeml.errors import DataError
 from forgeml.io import atomic_write_json, atomic_write_text, staged_outputs
-from forgeml.metrics import bootstrap_interval, bootstrap_metric, paired_bootstrap_difference
-from forgeml.tasks.sentiment.baselines import MODEL_DIR
-from forgeml.tasks.sentiment.predictor import TextPredictor, load_predictor, seconds_per_1k
+from forgeml.tasks.sentiment.predictor import (
+    BASELINE_MODEL_DIR,
+    PREDICTOR_DIR,
+    TextPredictor,
+    load_predictor,
+    seconds_per_1k,
+)
 from forgeml.tasks.sentiment.prepare import bucket_labels
-from forgeml.tasks.sentiment.train import PREDICTOR_DIR
 
 MAIN = "model"
 
@@ -84,7 +88,8 @@ def load_models(cfg: DictConfig) -> dict[str, dict]:
                 raise DataError(f"Baseline '{name}' is configured but was not trained: rerun the "
                                 "baselines stage (`dvc repro`).")
             models[name] = {"label": records[name]["label"], "record": records[name],
-                            "predictor": load_predictor(root / name / MODEL_DIR / PREDICTOR_DIR)}
+                            "predictor": load_predictor(
+                                root / name / BASELINE_MODEL_DIR / PREDICTOR_DIR)}
     return models
 
 

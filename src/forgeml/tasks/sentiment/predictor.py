@@ -16,6 +16,8 @@ from forgeml.data.text_batches import encode, length_sorted_batches, load_tokeni
 from forgeml.errors import DataError, ModelFileError
 
 META = "predictor.json"
+PREDICTOR_DIR = "predictor"  # inside paths.models: what evaluate scores and MLflow serves
+BASELINE_MODEL_DIR = "model"  # inside paths.baselines/<name>: a baseline's paths.models
 ESTIMATOR_FILE = "estimator.skops"
 
 

@@ -17,16 +17,15 @@ from forgeml.artifacts import read_data_card
 from forgeml.config import instantiate
 from forgeml.data.reviews import package_file
 from forgeml.data.text_batches import read_split
-from forgeml.data.text_datamodule import TextDataModule
-from forgeml.fitting import FittedRun, fit, fit_estimator
 from forgeml.models.registry import instantiate_network
 from forgeml.tasks.sentiment.predictor import (
+    PREDICTOR_DIR,
     EstimatorTextPredictor,
     NeuralTextPredictor,
     TextPredictor,
 )
-
-PREDICTOR_DIR = "predictor"  # inside paths.models: what evaluate scores and MLflow serves
+from forgeml.training.fitting import FittedRun, fit, fit_estimator
+from forgeml.training.text_datamodule import TextDataModule
 
 
 def tokenizer_file(cfg: DictConfig) -> Path:
@@ -100,7 +99,7 @@ def _estimator_parameters(estimator) -> int:
 
 
 def _train_network(cfg: DictConfig, network, card: dict) -> dict | None:
-    from forgeml.models.classifier import Classifier
+    from forgeml.training.classifier import Classifier
 
     group_options = {}
     if hasattr(network, "parameter_groups"):
