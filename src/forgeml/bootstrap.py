@@ -6,6 +6,11 @@ from __future__ import annotations
 import numpy as np
 
 
+def level(confidence: float) -> str:
+    """How an interval's confidence is shown (`evaluate.confidence` 0.95 -> "95%")."""
+    return f"{confidence:.0%}"
+
+
 def bootstrap_interval(correct: np.ndarray, samples: int = 1000, confidence: float = 0.95,
                        seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval for the mean of a 0/1 vector (e.g. accuracy)."""

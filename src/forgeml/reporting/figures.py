@@ -89,7 +89,7 @@ def lm_learning_curves(history: list[dict], baselines: dict[str, float]) -> byte
     return _png(fig)
 
 
-def perplexity_bars(rows: list[tuple[str, float, tuple[float, float]]]) -> bytes:
+def perplexity_bars(rows: list[tuple[str, float, tuple[float, float]]], level: str) -> bytes:
     """Test perplexity per model with its bootstrap interval (1 = always certain and right)."""
     names = [r[0] for r in rows]
     values = np.array([r[1] for r in rows])
@@ -100,7 +100,7 @@ def perplexity_bars(rows: list[tuple[str, float, tuple[float, float]]]) -> bytes
         ax.text(v, y, f" {v:.2f}", va="center")
     ax.set_xlim(left=0)
     ax.invert_yaxis()
-    ax.set(title="Test perplexity (lower is better; 95% intervals)", xlabel="perplexity")
+    ax.set(title=f"Test perplexity (lower is better; {level} intervals)", xlabel="perplexity")
     ax.grid(alpha=0.3, axis="x")
     return _png(fig)
 
@@ -150,7 +150,8 @@ def slice_bars(slices: list[dict], names: list[str], title: str, count_key: str 
     return _png(fig)
 
 
-def accuracy_vs_cost(rows: list[tuple[str, float, tuple[float, float], float]]) -> bytes:
+def accuracy_vs_cost(rows: list[tuple[str, float, tuple[float, float], float]],
+                     level: str) -> bytes:
     """(label, accuracy, interval, seconds per 1k predictions): is the better model worth it?"""
     fig, ax = plt.subplots(figsize=(7, 3.8))
     for label, acc, (low, high), cost in rows:
@@ -159,7 +160,7 @@ def accuracy_vs_cost(rows: list[tuple[str, float, tuple[float, float], float]]) 
                     label=label)
     ax.set_xscale("log")
     ax.set(xlabel="seconds per 1,000 predictions on this CPU (log scale)",
-           ylabel="test accuracy", title="Accuracy (95% interval) against prediction cost")
+           ylabel="test accuracy", title=f"Accuracy ({level} interval) against prediction cost")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # never over a point
     return _png(fig)

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from omegaconf import DictConfig
 
 from forgeml import tracking
-from forgeml.bootstrap import paired_bootstrap_difference
 from forgeml.io import atomic_dir
-
-log = logging.getLogger(__name__)
-FIRST_RUN = ("This is the first evaluated run of this pipeline, so there is no earlier model to "
-             "compare with.")
 
 
 def write_report(cfg: DictConfig, run: dict, uri: str, task_template: str,
@@ -70,36 +62,3 @@ def lineage(cfg: DictConfig, run: dict, tags: dict[str, str], uri: str) -> dict:
         rows.append(("DVC experiment", exp))
     return {"run_id": run["run_id"], "rows": rows, "reproduce": f"{checkout} && {repro}",
             "compare": compare}
-
-
-def points(x: float) -> str:
-    """A difference of proportions in percentage points, signed."""
-    return f"{x * 100:+.1f} points"
-
-
-def paired_with_previous(cfg: DictConfig, uri: str, run_id: str, artifact_path: str,
-                         read: Callable[[Path], np.ndarray], mine: np.ndarray,
-                         lower_is_better: bool = False) -> dict | None:
-    """Paired bootstrap of this run's per-example values against the previous run's (read from
-    its `artifact_path`), oriented so that > 0 means this run is better; None when that run has
-    no such artifact or scored a different number of examples."""
-    try:
-        path = tracking.download(uri, run_id, artifact_path)
-        theirs = read(Path(path))
-    except Exception as err:  # an old run without the artifact: intervals only
-        log.warning("cannot load %s of run %s: %s", artifact_path, run_id, err)
-        return None
-    if len(mine) != len(theirs):
-        return None
-    better, worse = (theirs, mine) if lower_is_better else (mine, theirs)
-    ev = cfg.evaluate
-    return paired_bootstrap_difference(better, worse, ev.bootstrap_samples, ev.confidence,
-                                       cfg.seed)
-
-
-def judgement(diff: dict) -> tuple[bool, bool, str]:
-    """(clearly better, clearly worse, words) for a paired difference where > 0 is better."""
-    better, worse = diff["low"] > 0, diff["high"] < 0
-    words = ("a clear improvement" if better else "a clear regression" if worse
-             else "within noise: not clearly different")
-    return better, worse, words

@@ -9,6 +9,7 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from forgeml import tracking
+from forgeml.bootstrap import level
 from forgeml.io import atomic_dir
 
 
@@ -49,6 +50,8 @@ def write_history(uri: str, pipeline: str, decision: dict, metrics: dict) -> Pat
     context = {
         "pipeline": pipeline, "decision": decision, "metrics": metrics, "drift": drift,
         "history": past_decisions(uri, pipeline),
+        # Judged decisions carry the confidence of their intervals (`evaluate.confidence`).
+        "level": level(decision["confidence"]) if "confidence" in decision else "",
         "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
     folder = tracking.project_root() / "retrain" / pipeline

@@ -14,7 +14,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from forgeml import tracking
 from forgeml.artifacts import read_run
-from forgeml.bootstrap import bootstrap_interval, paired_bootstrap_difference
+from forgeml.bootstrap import bootstrap_interval, level, paired_bootstrap_difference
 from forgeml.config import compose, load_params, write_params
 from forgeml.credentials import redact
 from forgeml.errors import ConfigError, DataError, ForgeMLError
@@ -180,7 +180,7 @@ def _judge(root: Path, cfg: DictConfig, settings: RetrainSettings, uri: str, pip
     champion = registry.alias_version(uri, pipeline, registry.CHAMPION)
     drift = None
     result = {"challenger_version": version, "challenger_run": run_id, "metric":
-              settings.metric, "n_examples": len(challenger)}
+              settings.metric, "n_examples": len(challenger), "confidence": ci}
     if champion is None:
         promote = sign * (metrics["challenger"] - settings.floor) >= 0
         reason = (f"no champion yet; challenger {settings.metric} {metrics['challenger']:.4f} "
@@ -200,7 +200,7 @@ def _judge(root: Path, cfg: DictConfig, settings: RetrainSettings, uri: str, pip
                                                         not settings.require_significant)
         reason = (f"challenger {settings.metric} {metrics['challenger']:.4f} vs champion "
                   f"v{champion.version} {metrics['champion']:.4f} on the same "
-                  f"{len(challenger):,} examples: {diff['difference']:+.4f} (95% interval "
+                  f"{len(challenger):,} examples: {diff['difference']:+.4f} ({level(ci)} interval "
                   f"{diff['low']:+.4f} to {diff['high']:+.4f}); needs > "
                   f"{settings.min_improvement}" + (" and significance"
                                                    if settings.require_significant else ""))

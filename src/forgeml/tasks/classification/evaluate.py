@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from forgeml import tracking
 from forgeml.artifacts import read_run
-from forgeml.bootstrap import bootstrap_interval, paired_bootstrap_difference
+from forgeml.bootstrap import bootstrap_interval, level, paired_bootstrap_difference
 from forgeml.data.tensors import load_split
 from forgeml.io import atomic_write_json, atomic_write_text, staged_outputs
 from forgeml.metrics import classification_metrics, inference_latency, predict_probs
@@ -96,6 +96,7 @@ def logistic_baseline(cfg: DictConfig, test_images: torch.Tensor,
 
 
 def summarize(cfg: DictConfig, result: dict) -> str:
+    ci = level(cfg.evaluate.confidence)
     low, high = result["acc_ci"]
-    return (f"test accuracy {result['acc']:.4f} (95% CI {low:.4f}-{high:.4f}), macro F1 "
+    return (f"test accuracy {result['acc']:.4f} ({ci} CI {low:.4f}-{high:.4f}), macro F1 "
             f"{result['f1_macro']:.4f}")

@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from forgeml import tracking
 from forgeml.artifacts import read_data_card, read_run
-from forgeml.bootstrap import paired_bootstrap_difference
+from forgeml.bootstrap import level, paired_bootstrap_difference
 from forgeml.data.token_stream import check_long_enough, load_tokens
 from forgeml.data.tokenizer import load_tokenizer
 from forgeml.io import atomic_write_json, atomic_write_text, staged_outputs
@@ -92,8 +92,9 @@ def evaluate(cfg: DictConfig) -> dict:
 
 
 def summarize(cfg: DictConfig, result: dict) -> str:
+    ci = level(cfg.evaluate.confidence)
     model, bigram = result["model"], result["bigram"]
     low, high = model["perplexity_ci"]
-    return (f"test perplexity {model['perplexity']:.3f} (95% CI {low:.3f}-{high:.3f}), "
+    return (f"test perplexity {model['perplexity']:.3f} ({ci} CI {low:.3f}-{high:.3f}), "
             f"{model['bits_per_char']:.3f} bits/char; bigram {bigram['perplexity']:.3f}, "
             f"unigram {result['unigram']['perplexity']:.3f}")

@@ -13,7 +13,7 @@ from torch import nn
 
 from forgeml import tracking
 from forgeml.artifacts import read_run
-from forgeml.bootstrap import bootstrap_interval, paired_bootstrap_difference
+from forgeml.bootstrap import bootstrap_interval, level, paired_bootstrap_difference
 from forgeml.data.interactions import TEST, TRAIN, VAL, PreparedInteractions, load_interactions
 from forgeml.io import atomic_write_json, atomic_write_text, staged_outputs
 from forgeml.models.ranker import score_candidates
@@ -194,9 +194,10 @@ def example_users(data: PreparedInteractions, scorers: Scorers, users: np.ndarra
 
 
 def summarize(cfg: DictConfig, result: dict) -> str:
+    ci = level(cfg.evaluate.confidence)
     k = result["k"]
     model, low_high = result["model"], result["model"]["hr_ci"]
-    text = (f"HR@{k} {model['hr']:.4f} (95% CI {low_high[0]:.4f}-{low_high[1]:.4f}), NDCG@{k} "
+    text = (f"HR@{k} {model['hr']:.4f} ({ci} CI {low_high[0]:.4f}-{low_high[1]:.4f}), NDCG@{k} "
             f"{model['ndcg']:.4f}; popularity HR@{k} {result['popularity']['hr']:.4f}, MF "
             f"{result['mf']['hr']:.4f}")
     if "full_ranking" in result:

@@ -6,6 +6,9 @@ from __future__ import annotations
 from forgeml.schemas import SentimentSchema, sentiment_problems
 from forgeml.tasks.interface import Stage, Task
 
+# The evaluation's key of the pipeline's own model (the others are its baselines).
+MAIN = "model"
+
 
 def _prepare() -> Stage:
     from forgeml.tasks.sentiment import prepare as stage

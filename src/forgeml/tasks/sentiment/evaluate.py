@@ -13,10 +13,16 @@ from sklearn.metrics import confusion_matrix, f1_score, roc_auc_score
 
 from forgeml import tracking
 from forgeml.artifacts import read_data_card, read_run
-from forgeml.bootstrap import bootstrap_interval, bootstrap_metric, paired_bootstrap_difference
+from forgeml.bootstrap import (
+    bootstrap_interval,
+    bootstrap_metric,
+    level,
+    paired_bootstrap_difference,
+)
 from forgeml.data.text_batches import read_split
 from forgeml.errors import DataError
 from forgeml.io import atomic_write_json, atomic_write_text, staged_outputs
+from forgeml.tasks.sentiment import MAIN
 from forgeml.tasks.sentiment.predictor import (
     BASELINE_MODEL_DIR,
     PREDICTOR_DIR,
@@ -25,8 +31,6 @@ from forgeml.tasks.sentiment.predictor import (
     seconds_per_1k,
 )
 from forgeml.tasks.sentiment.prepare import bucket_labels
-
-MAIN = "model"
 
 
 def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int) -> float:
@@ -194,9 +198,10 @@ def evaluate(cfg: DictConfig) -> dict:
 
 
 def summarize(cfg: DictConfig, result: dict) -> str:
+    ci = level(cfg.evaluate.confidence)
     main = result["models"][MAIN]
     low, high = main["acc_ci"]
     others = ", ".join(f"{result['models'][n]['label']} {result['models'][n]['acc']:.4f}"
                        for n in result["order"] if n != MAIN)
-    return (f"test accuracy {main['acc']:.4f} (95% CI {low:.4f}-{high:.4f}), macro F1 "
+    return (f"test accuracy {main['acc']:.4f} ({ci} CI {low:.4f}-{high:.4f}), macro F1 "
             f"{main['f1_macro']:.4f}, ROC-AUC {main['roc_auc']:.4f}; {others}")
