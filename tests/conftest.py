@@ -55,9 +55,10 @@ AFTER_FIRST_CHECKPOINT = ("pytorch_lightning.callbacks.model_checkpoint:"
                           "ModelCheckpoint._save_last_checkpoint@1:after")
 
 
-def killed_at(point: str, rank: str | None = None) -> dict[str, str]:
-    """Environment that SIGKILLs the command at `point` (see tests/faults/sitecustomize.py)."""
-    env = {"PYTHONPATH": str(FAULTS), "FORGEML_KILL_AT": point}
+def killed_at(point: str, rank: str | None = None, signal: str = "KILL") -> dict[str, str]:
+    """Environment that SIGKILLs (or sends `signal` to) the command at `point` (see
+    tests/faults/sitecustomize.py)."""
+    env = {"PYTHONPATH": str(FAULTS), "FORGEML_KILL_AT": point, "FORGEML_KILL_SIGNAL": signal}
     if rank is not None:
         env["FORGEML_KILL_RANK"] = rank
     return env

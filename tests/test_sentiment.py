@@ -343,3 +343,30 @@ def test_learning_rate_warms_up_and_decays_over_the_real_number_of_steps():
     assert len(seen) == 26
     assert seen[:6] == pytest.approx([2e-4, 4e-4, 6e-4, 8e-4, 1e-3, 1e-3])  # 20% of 26 steps
     assert all(a > b > 0 for a, b in zip(seen[5:-1], seen[6:], strict=True))  # then down
+
+
+# --- a text classifier stopped mid-epoch resumes ---
+def test_a_text_classifier_stopped_mid_epoch_resumes_the_same_run(tmp_path):
+    """SIGTERM (a pre-empted node) mid-epoch writes on_exception.ckpt; the rerun resumes from
+    it, where Lightning skips on_train_epoch_start: the epoch's sums come from the checkpoint."""
+    from conftest import killed_at
+
+    project = make_project(tmp_path / "p")
+    run([FORGEML, "compose", "experiment=sentiment_minilm", "model=textcnn",
+         "data.source.max_rows=400", "trainer.max_epochs=2", "train.batch_size=16",
+         "trainer.enable_progress_bar=false", "logger.log_model=false", "-o", PARAMS],
+        cwd=project)
+    run([FORGEML, "prepare", "-p", PARAMS], cwd=project)
+    # 320 train snippets / 16 = 20 steps per epoch: step 30 is in the middle of epoch 2.
+    stopped = run([FORGEML, "train", "-p", PARAMS], cwd=project, check=False,
+                  env=killed_at("forgeml.training.classifier:Classifier.training_step@30",
+                                signal="TERM"))
+    assert stopped.returncode != 0
+    assert list(project.glob(".forgeml/resume/**/on_exception.ckpt"))
+    resumed = run([FORGEML, "train", "-p", PARAMS], cwd=project)
+    assert "Traceback" not in resumed.stderr
+    record = json.loads((project / "models/sentiment/run.json").read_text())
+    assert record["epochs_trained"] == 2
+    mlflow_run = MlflowClient(f"sqlite:///{project}/mlflow.db").get_run(record["run_id"])
+    assert mlflow_run.data.tags["forgeml.resume_count"] == "1"
+    assert mlflow_run.info.status == "FINISHED"

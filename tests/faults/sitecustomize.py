@@ -1,4 +1,5 @@
-"""Test-side fault injection: SIGKILL this process at a named point of the real code.
+"""Test-side fault injection: SIGKILL (or SIGTERM) this process at a named point of the real
+code.
 
 Loaded by Python at start-up when tests put this folder on PYTHONPATH. FORGEML_KILL_AT names
 the point as `module:Qualified.name@N[:after]` — the N-th call of that function, before it runs
@@ -20,7 +21,8 @@ _RANK = os.environ.get("FORGEML_KILL_RANK")
 def _kill() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
-    os.kill(os.getpid(), signal.SIGKILL)
+    # FORGEML_KILL_SIGNAL=TERM: a polite stop (a pre-empted node) instead of kill -9.
+    os.kill(os.getpid(), getattr(signal, f"SIG{os.environ.get('FORGEML_KILL_SIGNAL', 'KILL')}"))
 
 
 def _wrap(owner, attr: str, nth: int, after: bool) -> None:

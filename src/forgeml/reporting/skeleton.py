@@ -18,6 +18,7 @@ from forgeml import tracking
 from forgeml.artifacts import read_data_card, read_evaluation, read_run
 from forgeml.bootstrap import level, paired_bootstrap_difference
 from forgeml.reporting.render import lineage, table, write_report
+from forgeml.tasks.interface import Stage
 
 log = logging.getLogger(__name__)
 FIRST_RUN = ("This is the first evaluated run of this pipeline, so there is no earlier model to "
@@ -235,3 +236,9 @@ def _parameters(run: dict) -> str:
 def summary(cfg: DictConfig, sections: ReportSections, path: Path) -> str:
     ctx = ReportContext(cfg, {}, {}, read_evaluation(cfg), "", {})
     return f"[bold]{cfg.pipeline.name}: {sections.summary(ctx)}[/bold]\nreport: {path.resolve()}"
+
+
+def stage(sections: ReportSections) -> Stage:
+    """A task's report stage: this skeleton with the task's sections."""
+    return Stage(run=lambda cfg: write(cfg, sections),
+                 summarize=lambda cfg, path: summary(cfg, sections, path))

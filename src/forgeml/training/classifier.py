@@ -77,6 +77,14 @@ class Classifier(pl.LightningModule):
         return x
 
     # --- training ---
+    def on_train_start(self) -> None:
+        # Resumed mid-epoch, Lightning skips on_train_epoch_start: the epoch's sums come from
+        # the checkpoint (on the CPU there), or start here.
+        self._sums = {k: v.to(self.device) for k, v in self._sums.items()}
+        if "train" not in self._sums:
+            self.on_train_epoch_start()
+        self._epoch_started = time.perf_counter()
+
     def on_train_epoch_start(self) -> None:
         self._sums["train"] = torch.zeros(3, device=self.device)  # loss sum, correct, count
         self._sums["tokens"] = torch.zeros((), device=self.device, dtype=torch.long)

@@ -19,7 +19,7 @@ from pytorch_lightning.callbacks import Callback
 from forgeml import tracking
 from forgeml.artifacts import BEST_CHECKPOINT, DATA_CARD, RUN_FILE
 from forgeml.config import flatten, instantiate
-from forgeml.errors import TrainingError
+from forgeml.errors import ForgeMLError, TrainingError
 from forgeml.io import StagedOutputs, staged_outputs
 from forgeml.resume import ResumePoint, progress_state, restore_progress
 
@@ -49,6 +49,7 @@ def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
     DDP ranks)."""
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
     from pytorch_lightning.utilities import rank_zero_only
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
 
     uri = tracking.tracking_uri(cfg)
     resume = ResumePoint.for_training(cfg, card, tracking.project_root())
@@ -73,7 +74,16 @@ def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
     logger = _run_logger(cfg.logger.experiment_name, uri, run_id)
     trainer = instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=logger,
                           default_root_dir=str(resume.folder), enable_model_summary=False)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    try:
+        # Resume checkpoints hold plain containers and tensors only (see _ResumableProgress).
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except SIGTERMException:
+        # Lightning ends a SIGTERMed fit with SystemExit(None), i.e. exit status 0: DVC would
+        # take the stage as done and lock the previous outputs as this config's.
+        raise ForgeMLError(
+            f"Training was stopped (SIGTERM) at step {trainer.global_step}; its checkpoint is in "
+            f"{resume.checkpoints}/. Rerun the same command (`dvc repro`) to resume the same "
+            "MLflow run.") from None
     if not trainer.is_global_zero:
         return None
 

@@ -36,6 +36,14 @@ class Recommender(pl.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.make_optimizer(self.parameters())
 
+    def on_train_start(self) -> None:
+        # Resumed mid-epoch, Lightning skips on_train_epoch_start: the epoch's sums come from
+        # the checkpoint (on the CPU there), or start here.
+        self._sums = {k: v.to(self.device) for k, v in self._sums.items()}
+        if "train" not in self._sums:
+            self.on_train_epoch_start()
+        self._epoch_started = time.perf_counter()
+
     def on_train_epoch_start(self) -> None:
         self._sums["train"] = torch.zeros(2, device=self.device)  # loss sum, pairs
         self._epoch_started = time.perf_counter()

@@ -9,7 +9,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from forgeml.data.tensors import load_split
-from forgeml.reporting import figures, skeleton
+from forgeml.reporting import figures
 from forgeml.reporting.render import table
 from forgeml.reporting.skeleton import (
     Headline,
@@ -178,11 +178,3 @@ def _fairness_note(names: list[str], f1: list[float]) -> str:
 
 
 SECTIONS = ClassificationReport()
-
-
-def report(cfg: DictConfig) -> Path:
-    return skeleton.write(cfg, SECTIONS)
-
-
-def summarize(cfg: DictConfig, path: Path) -> str:
-    return skeleton.summary(cfg, SECTIONS, path)

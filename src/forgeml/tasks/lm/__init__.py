@@ -25,9 +25,10 @@ def _evaluate() -> Stage:
 
 
 def _report() -> Stage:
-    from forgeml.tasks.lm import report as stage
+    from forgeml.reporting.skeleton import stage
+    from forgeml.tasks.lm.report import SECTIONS
 
-    return Stage(stage.report, stage.summarize)
+    return stage(SECTIONS)
 
 
 TASK = Task(

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from forgeml.reporting import figures, skeleton
+from forgeml.reporting import figures
 from forgeml.reporting.render import table
 from forgeml.reporting.skeleton import Headline, ReportContext, ReportSections, Rows, Verdict
 
@@ -191,11 +191,3 @@ class LMReport(ReportSections):
 
 
 SECTIONS = LMReport()
-
-
-def report(cfg: DictConfig) -> Path:
-    return skeleton.write(cfg, SECTIONS)
-
-
-def summarize(cfg: DictConfig, path: Path) -> str:
-    return skeleton.summary(cfg, SECTIONS, path)

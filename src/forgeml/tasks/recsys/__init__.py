@@ -25,9 +25,10 @@ def _evaluate() -> Stage:
 
 
 def _report() -> Stage:
-    from forgeml.tasks.recsys import report as stage
+    from forgeml.reporting.skeleton import stage
+    from forgeml.tasks.recsys.report import SECTIONS
 
-    return Stage(stage.report, stage.summarize)
+    return stage(SECTIONS)
 
 
 def _retraining() -> Retraining:

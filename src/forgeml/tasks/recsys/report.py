@@ -9,7 +9,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from forgeml.ranking_metrics import hit_rate
-from forgeml.reporting import figures, skeleton
+from forgeml.reporting import figures
 from forgeml.reporting.render import table
 from forgeml.reporting.skeleton import (
     Headline,
@@ -185,11 +185,3 @@ def _slice_note(slices: list[dict], model_name: str) -> str:
 
 
 SECTIONS = RecsysReport()
-
-
-def report(cfg: DictConfig) -> Path:
-    return skeleton.write(cfg, SECTIONS)
-
-
-def summarize(cfg: DictConfig, path: Path) -> str:
-    return skeleton.summary(cfg, SECTIONS, path)

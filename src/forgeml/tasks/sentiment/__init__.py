@@ -35,9 +35,10 @@ def _evaluate() -> Stage:
 
 
 def _report() -> Stage:
-    from forgeml.tasks.sentiment import report as stage
+    from forgeml.reporting.skeleton import stage
+    from forgeml.tasks.sentiment.report import SECTIONS
 
-    return Stage(stage.report, stage.summarize)
+    return stage(SECTIONS)
 
 
 TASK = Task(

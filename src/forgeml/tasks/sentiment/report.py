@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from forgeml.reporting import figures, skeleton
+from forgeml.reporting import figures
 from forgeml.reporting.render import table
 from forgeml.reporting.skeleton import (
     Headline,
@@ -237,11 +237,3 @@ def _slice_note(slices: list[dict], label: str) -> str:
 
 
 SECTIONS = SentimentReport()
-
-
-def report(cfg: DictConfig) -> Path:
-    return skeleton.write(cfg, SECTIONS)
-
-
-def summarize(cfg: DictConfig, path: Path) -> str:
-    return skeleton.summary(cfg, SECTIONS, path)
