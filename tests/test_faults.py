@@ -233,6 +233,7 @@ def decision(project: Path, version: str) -> str | None:
         "forgeml.retrain.decision")
 
 
+@pytest.mark.slow  # retrains that rerun the pipeline: ~30-40 s each
 def test_killed_before_registering_the_next_retrain_registers_and_judges(registry_project):
     retrain(registry_project, *WEAK, kill="forgeml.retrain.registry:register@1")
     assert champion(registry_project) is None
@@ -241,6 +242,7 @@ def test_killed_before_registering_the_next_retrain_registers_and_judges(registr
     assert champion(registry_project) == "1" and decision(registry_project, "1") == "promoted"
 
 
+@pytest.mark.slow  # retrains that rerun the pipeline: ~30-40 s each
 def test_killed_between_decision_and_alias_the_next_run_finishes_the_promotion(registry_project):
     # Alias calls: 1 = challenger (register), 2 = champion (the promotion).
     retrain(registry_project, *QUICK, kill=ALIAS_CALL.format(n=2))
@@ -250,6 +252,7 @@ def test_killed_between_decision_and_alias_the_next_run_finishes_the_promotion(r
     assert champion(registry_project) == "2"
 
 
+@pytest.mark.slow  # retrains that rerun the pipeline: ~30-40 s each
 def test_killed_while_judging_the_challenger_is_judged_next_time(registry_project):
     retrain(registry_project, *WORSE, kill="forgeml.retrain.scoring:per_example@1")
     assert decision(registry_project, "3") is None and champion(registry_project) == "2"
@@ -258,6 +261,7 @@ def test_killed_while_judging_the_challenger_is_judged_next_time(registry_projec
     assert decision(registry_project, "3") == "rejected" and champion(registry_project) == "2"
 
 
+@pytest.mark.slow  # retrains that rerun the pipeline: ~30-40 s each
 def test_a_killed_rollback_is_finished_and_rollback_never_moves_forward(registry_project):
     killed = run([FORGEML, "rollback", "digits"], cwd=registry_project, check=False,
                  env=killed_at(ALIAS_CALL.format(n=1)))

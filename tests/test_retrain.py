@@ -38,6 +38,7 @@ def project(tmp_path_factory):
     return project
 
 
+@pytest.mark.slow  # each retrain reruns the pipeline: ~30-45 s
 def test_first_run_promotes_a_champion_above_the_floor(project):
     # A deliberately weak first model: a tiny learning rate for one epoch.
     out = _retrain(project, "--set", "optimizer.lr=0.00003", "--set", "trainer.max_epochs=1",
@@ -49,6 +50,7 @@ def test_first_run_promotes_a_champion_above_the_floor(project):
     assert (project / "retrain/digits/retraining.html").is_file()
 
 
+@pytest.mark.slow  # each retrain reruns the pipeline: ~30-45 s
 def test_a_better_challenger_is_promoted(project):
     out = _retrain(project, *QUICK).stdout
     assert "decision: promoted" in out
@@ -59,6 +61,7 @@ def test_a_better_challenger_is_promoted(project):
     assert old["forgeml.retrain.last_outcome"] == "replaced"
 
 
+@pytest.mark.slow  # each retrain reruns the pipeline: ~30-45 s
 def test_a_worse_challenger_is_not_promoted_and_the_reason_is_recorded(project):
     out = _retrain(project, "--set", "optimizer.lr=0.000001", *QUICK).stdout
     assert "decision: rejected" in out
@@ -72,6 +75,7 @@ def test_a_worse_challenger_is_not_promoted_and_the_reason_is_recorded(project):
     assert markdown.count("| promoted |") == 2  # the history of earlier decisions
 
 
+@pytest.mark.slow  # each retrain reruns the pipeline: ~30-45 s
 def test_nothing_changed_is_skipped(project):
     before = len(_registry(project).search_model_versions("name='digits'"))
     out = _retrain(project).stdout
@@ -79,6 +83,7 @@ def test_nothing_changed_is_skipped(project):
     assert len(_registry(project).search_model_versions("name='digits'")) == before
 
 
+@pytest.mark.slow  # each retrain reruns the pipeline: ~30-45 s
 def test_a_retrain_killed_after_registration_is_judged_by_the_next_one(project):
     killed = _retrain(project, "--force", *QUICK, check=False, env=killed_at(
         "mlflow.tracking.client:MlflowClient.create_model_version@1:after"))
@@ -94,6 +99,7 @@ def test_a_retrain_killed_after_registration_is_judged_by_the_next_one(project):
     assert "nothing changed" in out  # and the pipeline itself is not rerun
 
 
+@pytest.mark.slow  # each retrain reruns the pipeline: ~30-45 s
 def test_rollback_points_champion_at_the_previous_champion(project):
     out = run([FORGEML, "rollback", "digits"], cwd=project).stdout
     assert "from version 2 back to version 1" in out

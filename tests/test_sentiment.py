@@ -51,6 +51,7 @@ def _run_id(project) -> str:
 
 
 # --- the pipeline, end to end ---
+@pytest.mark.slow  # the whole sentiment pipeline with four baselines: ~3 min
 def test_every_model_is_scored_on_the_same_test_split(project):
     result = json.loads((project / "eval/sentiment/evaluation.json").read_text())
     assert result["order"] == ["model", "frozen", "scratch", "textcnn", "tfidf_lr", "majority"]
@@ -70,6 +71,7 @@ def test_every_model_is_scored_on_the_same_test_split(project):
     assert sum(s["texts"] for s in result["slices"]) == 50
 
 
+@pytest.mark.slow  # the whole sentiment pipeline with four baselines: ~3 min
 def test_report_answers_is_fine_tuning_worth_it(project):
     html = (project / "reports/sentiment/report.html").read_text()
     md = (project / "reports/sentiment/report.md").read_text()
@@ -82,6 +84,7 @@ def test_report_answers_is_fine_tuning_worth_it(project):
     assert "http://" not in html and "https://" not in html  # views offline
 
 
+@pytest.mark.slow  # the whole sentiment pipeline with four baselines: ~3 min
 def test_mlflow_run_records_tokens_per_second_memory_and_a_text_model(project):
     client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     run_ = client.get_run(_run_id(project))
@@ -104,6 +107,7 @@ def test_mlflow_run_records_tokens_per_second_memory_and_a_text_model(project):
     assert np.allclose(out["p_fresh"] + out["p_rotten"], 1, atol=1e-5)
 
 
+@pytest.mark.slow  # the whole sentiment pipeline with four baselines: ~3 min
 def test_predict_one_text_and_a_file(project, tmp_path):
     run_id = _run_id(project)
     out = run([FORGEML, "predict", "--run", run_id, "--text", TEXTS[0]], cwd=project).stdout
@@ -120,6 +124,7 @@ def test_predict_one_text_and_a_file(project, tmp_path):
     assert rows[0]["probability"] == pytest.approx(float(probability), abs=1e-4)
 
 
+@pytest.mark.slow  # the whole sentiment pipeline with four baselines: ~3 min
 def test_predict_refuses_empty_text_and_writes_nothing(project, tmp_path):
     run_id = _run_id(project)
     result = run([FORGEML, "predict", "--run", run_id, "--text", "   "], cwd=project,
@@ -134,6 +139,7 @@ def test_predict_refuses_empty_text_and_writes_nothing(project, tmp_path):
     assert not target.exists()
 
 
+@pytest.mark.slow  # the whole sentiment pipeline with four baselines: ~3 min
 def test_predict_without_a_champion_fails_clearly(project):
     result = run([FORGEML, "predict", "--run", "champion", "--text", "x"], cwd=project,
                  check=False)
@@ -141,6 +147,7 @@ def test_predict_without_a_champion_fails_clearly(project):
     assert "No champion is registered for pipeline 'sentiment'" in result.stderr
 
 
+@pytest.mark.slow  # the whole sentiment pipeline with four baselines: ~3 min
 def test_trying_another_model_does_not_retrain_the_baselines(project):
     tfidf = [o for o in TINY if not o.startswith("model.")]
     run([FORGEML, "compose", *tfidf, "model=tfidf_lr", "-o", PARAMS], cwd=project)
@@ -346,6 +353,7 @@ def test_learning_rate_warms_up_and_decays_over_the_real_number_of_steps():
 
 
 # --- a text classifier stopped mid-epoch resumes ---
+@pytest.mark.slow  # the whole sentiment pipeline with four baselines: ~3 min
 def test_a_text_classifier_stopped_mid_epoch_resumes_the_same_run(tmp_path):
     """SIGTERM (a pre-empted node) mid-epoch writes on_exception.ckpt; the rerun resumes from
     it, where Lightning skips on_train_epoch_start: the epoch's sums come from the checkpoint."""

@@ -60,6 +60,7 @@ def test_training_is_deterministic_for_a_fixed_seed(prepared):
     assert losses[0] == losses[1]
 
 
+@pytest.mark.slow  # two DDP processes: ~20 s
 def test_ddp_on_two_cpu_processes_logs_exactly_one_run(prepared):
     run([FORGEML, "compose", "trainer=ddp_cpu", "trainer.max_epochs=2", "-o",
          "ddp.yaml"], cwd=prepared)
