@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from conftest import BIN, killed_at, make_project, run
 
 FORGEML, DVC = str(BIN / "forgeml"), str(BIN / "dvc")
-MID_EPOCH = "forgeml.models.classifier:Classifier.training_step@100"  # epoch 3 of 5 (40 steps)
+MID_EPOCH = "forgeml.training.classifier:Classifier.training_step@100"  # epoch 3 of 5 (40 steps)
 AFTER_CHECKPOINT = ("pytorch_lightning.callbacks.model_checkpoint:"
                     "ModelCheckpoint._save_last_checkpoint@3:after")
 BEFORE_COMMIT = "forgeml.io:StagedOutputs.commit@1"  # outputs staged and logged, not in place
@@ -394,7 +394,7 @@ def test_ddp_training_whose_rank_1_is_killed_resumes_the_same_run(tmp_path):
     run([FORGEML, "prepare"], cwd=project)
     train = [FORGEML, "train"]
     killed = run(train, cwd=project, check=False,
-                 env=killed_at("forgeml.models.classifier:Classifier.training_step@50", rank="1"))
+                 env=killed_at("forgeml.training.classifier:Classifier.training_step@50", rank="1"))
     assert killed.returncode == 2 and "Traceback" not in killed.stderr
     assert "A DDP process of this training stopped" in killed.stderr
     [failed] = runs(project)
