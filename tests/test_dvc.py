@@ -1,16 +1,29 @@
-"""What DVC tells a user is true: every stage declares exactly the project files it runs, and the
-committed dvc.lock files match the code (a fresh clone lists only missing outputs)."""
+"""What DVC tells a user is true: every stage declares exactly the project files it runs and
+every config key it reads, and the committed dvc.lock files match the code (a fresh clone lists
+only missing outputs)."""
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
 import subprocess
 
 import pytest
 
+import stage_deps
 from conftest import BIN, REPO, run
-from stage_deps import DATA_DEPS, declared_files, expected_deps, stage_files, stages
+from stage_deps import (
+    DATA_DEPS,
+    _reads,
+    declared_files,
+    declared_params,
+    expected_deps,
+    stage_files,
+    stage_reads,
+    stages,
+    undeclared_reads,
+)
 
 STAGES = stages()
 
@@ -34,6 +47,29 @@ def test_the_check_notices_an_import_missing_from_the_deps():
     assert dropped in expected_deps(task, stage)
     declared, _ = declared_files([d for d in deps if d != dropped])
     assert stage_files(task, stage) - declared == {dropped}
+
+
+@pytest.mark.parametrize("dvc_file,stage,task,deps", STAGES,
+                         ids=[f"{f}:{s}" for f, s, _, _ in STAGES])
+def test_every_stage_declares_the_params_it_reads(dvc_file, stage, task, deps):
+    missing = undeclared_reads(dvc_file, stage, task)
+    assert not missing, (
+        f"{dvc_file} stage '{stage}' reads {missing} but does not declare them in params: a "
+        "change there would not rerun it. Run `python tests/stage_deps.py` to add them.")
+
+
+def test_the_params_check_follows_aliases_and_notices_a_missing_key(monkeypatch):
+    code = ("def f(cfg):\n    ev = cfg.evaluate\n    n = ev.bootstrap_samples\n"
+            "    cfg.get('seed')\n    OmegaConf.select(cfg, 'pipeline.task')\n"
+            "    name = cfg.model._target_.rsplit('.', 1)\n")
+    assert _reads(ast.parse(code).body) == {"evaluate.bootstrap_samples", "seed",
+                                            "pipeline.task", "model._target_"}
+    # The recommender's report says "HR@K" with K from evaluate.k: dropping it is caught.
+    assert "evaluate.k" in stage_reads("recsys", "report")
+    declared, paths = declared_params("pipelines/recsys/dvc.yaml", "report")
+    monkeypatch.setattr(stage_deps, "declared_params",
+                        lambda *_: (declared - {"evaluate.k"}, paths))
+    assert undeclared_reads("pipelines/recsys/dvc.yaml", "report", "recsys") == ["evaluate.k"]
 
 
 def _committed_clone(tmp_path):

@@ -108,20 +108,20 @@ def dedupe(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def split(images: np.ndarray, labels: np.ndarray, test_images: np.ndarray | None,
-          test_labels: np.ndarray | None, cfg: DictConfig) -> dict[str, tuple]:
+          test_labels: np.ndarray | None, settings: DictConfig) -> dict[str, tuple]:
     """Stratified, seeded split; an official test split is kept as it is."""
     try:
         if test_images is None:
             rest_x, test_x, rest_y, test_y = train_test_split(
-                images, labels, test_size=cfg.test_fraction, stratify=labels,
-                random_state=cfg.seed)
+                images, labels, test_size=settings.test_fraction, stratify=labels,
+                random_state=settings.seed)
         else:
             rest_x, rest_y, test_x, test_y = images, labels, test_images, test_labels
-        val_share = cfg.val_fraction / (1 - (cfg.test_fraction if test_images is None else 0))
+        val_share = settings.val_fraction / (1 - (settings.test_fraction if test_images is None else 0))
         train_x, val_x, train_y, val_y = train_test_split(
-            rest_x, rest_y, test_size=val_share, stratify=rest_y, random_state=cfg.seed)
+            rest_x, rest_y, test_size=val_share, stratify=rest_y, random_state=settings.seed)
     except ValueError as err:
-        raise DataError(f"Cannot split the data with data.split={dict(cfg)}: {err}") from None
+        raise DataError(f"Cannot split the data with data.split={dict(settings)}: {err}") from None
     return {"train": (train_x, train_y), "val": (val_x, val_y), "test": (test_x, test_y)}
 
 
