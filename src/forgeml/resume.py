@@ -28,8 +28,7 @@ RESUMABLE = ("last.ckpt", "on_exception.ckpt")  # newest readable one wins
 KEEP_INTERRUPTED = 3  # resume folders of other configs kept per experiment (checkpoints are big)
 # `_sums`: the running epoch sums, so a run resumed mid-epoch (from on_exception.ckpt, where
 # Lightning skips on_train_epoch_start) continues its epoch instead of failing without them.
-PROGRESS_ATTRS = ("history", "train_seconds", "train_samples", "train_tokens", "train_pairs",
-                  "_sums")
+PROGRESS_ATTRS = ("history", "train_samples", "train_tokens", "train_pairs", "_sums")
 
 
 def code_version() -> str:

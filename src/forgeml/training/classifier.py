@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 
 import pytorch_lightning as pl
@@ -13,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from forgeml.data.augment import random_affine
-from forgeml.errors import ConfigError, TrainingError
+from forgeml.errors import ConfigError
 
 Inputs = torch.Tensor | tuple[torch.Tensor, ...]
 
@@ -30,17 +29,14 @@ class Classifier(pl.LightningModule):
     layer-wise decay). `warmup_fraction` > 0 adds a per-step linear warm-up then linear decay.
     """
 
-    def __init__(self, network: nn.Module, optimizer: Callable,
-                 check_finite_every_n_steps: int = 50, warmup_fraction: float = 0.0,
+    def __init__(self, network: nn.Module, optimizer: Callable, warmup_fraction: float = 0.0,
                  group_options: dict | None = None):
         super().__init__()
         self.network = network
         self.make_optimizer = optimizer
-        self.check_every = max(1, check_finite_every_n_steps)
         self.warmup_fraction = warmup_fraction
         self.group_options = group_options or {}
         self.history: list[dict[str, float]] = []
-        self.train_seconds = 0.0
         self.train_samples = 0
         self.train_tokens = 0
         self._sums: dict[str, torch.Tensor] = {}
@@ -83,12 +79,10 @@ class Classifier(pl.LightningModule):
         self._sums = {k: v.to(self.device) for k, v in self._sums.items()}
         if "train" not in self._sums:
             self.on_train_epoch_start()
-        self._epoch_started = time.perf_counter()
 
     def on_train_epoch_start(self) -> None:
         self._sums["train"] = torch.zeros(3, device=self.device)  # loss sum, correct, count
         self._sums["tokens"] = torch.zeros((), device=self.device, dtype=torch.long)
-        self._epoch_started = time.perf_counter()
 
     def training_step(self, batch: tuple[Inputs, torch.Tensor], batch_idx: int):
         x, y = batch
@@ -97,16 +91,9 @@ class Classifier(pl.LightningModule):
             self._sums["tokens"] += x[1].sum()
         loss = F.cross_entropy(logits, y)
         self._accumulate("train", loss, logits, y)
-        if batch_idx % self.check_every == 0 and not torch.isfinite(loss):
-            raise TrainingError(
-                f"Training diverged: loss is {loss.item()} at epoch {self.current_epoch}, step "
-                f"{self.global_step}. Lower optimizer.lr (now {self._lr()}) or check the data."
-            )
         return loss
 
     def on_validation_epoch_start(self) -> None:
-        if not self.trainer.sanity_checking and "train" in self._sums:
-            self.train_seconds += time.perf_counter() - self._epoch_started
         self._sums["val"] = torch.zeros(3, device=self.device)
 
     def validation_step(self, batch: tuple[Inputs, torch.Tensor], batch_idx: int) -> None:
@@ -122,10 +109,6 @@ class Classifier(pl.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         loss, acc = self._reduce("train")
-        if not torch.isfinite(torch.tensor(loss)):
-            raise TrainingError(
-                f"Training diverged: mean train loss is {loss} in epoch {self.current_epoch}. "
-                f"Lower optimizer.lr (now {self._lr()}) or check the data.")
         self.log_dict({"train/loss": loss, "train/acc": acc})
         metrics = self.trainer.callback_metrics
         self.history.append({
@@ -161,9 +144,8 @@ class Classifier(pl.LightningModule):
 class ImageClassifier(Classifier):
     """Images, with optional random shifts/rotations of the training batches."""
 
-    def __init__(self, network: nn.Module, optimizer: Callable, augment: dict | None = None,
-                 check_finite_every_n_steps: int = 50):
-        super().__init__(network, optimizer, check_finite_every_n_steps)
+    def __init__(self, network: nn.Module, optimizer: Callable, augment: dict | None = None):
+        super().__init__(network, optimizer)
         self.augment = augment if augment and augment.get("enabled") else None
 
     def transform_inputs(self, x: torch.Tensor) -> torch.Tensor:

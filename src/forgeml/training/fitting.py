@@ -22,6 +22,7 @@ from forgeml.config import flatten, instantiate
 from forgeml.errors import ForgeMLError, TrainingError
 from forgeml.io import StagedOutputs, staged_outputs
 from forgeml.resume import ResumePoint, progress_state, restore_progress
+from forgeml.training.callbacks import DivergenceCheck, TrainingClock
 
 # Rank 0 tells the DDP worker ranks it launches which checkpoint they all resume from.
 _RESUME_ENV = "FORGEML_RESUME_CHECKPOINT"
@@ -37,16 +38,18 @@ class FittedRun:
     outputs: StagedOutputs  # other outputs of the stage (plots, metrics) go through it
     trainer: Any  # None for scikit-learn estimators
     best_score: float  # of the monitored metric (val/loss unless the task says otherwise)
-    train_seconds: float = math.nan  # estimators only (Lightning modules time themselves)
+    train_seconds: float  # in training batches (TrainingClock), validation excluded
 
 
 def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
         finish: Callable[[FittedRun], dict], extra_callbacks: list | None = None,
-        monitor: str = "val/loss", mode: str = "min") -> dict | None:
+        monitor: str = "val/loss", mode: str = "min", clock: TrainingClock | None = None,
+        divergence_advice: str = "or check the data") -> dict | None:
     """Train `module`, resuming the same MLflow run from the last checkpoint when the same
     config, data and code were interrupted; the checkpoint best by `monitor` is loaded back
     into it before `finish` adds the task's summary. Returns the run record (None on other
-    DDP ranks)."""
+    DDP ranks). `clock`: the training clock, when the module reads it too (tokens/s per
+    validation); `divergence_advice` ends the message of a diverged run."""
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
     from pytorch_lightning.utilities import rank_zero_only
     from pytorch_lightning.utilities.exceptions import SIGTERMException
@@ -63,7 +66,10 @@ def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
 
     checkpoint = ModelCheckpoint(dirpath=resume.checkpoints, filename="best", monitor=monitor,
                                  mode=mode, save_top_k=1, save_last=True)
-    callbacks: list = [checkpoint, _ResumableProgress(),
+    clock = clock or TrainingClock()
+    callbacks: list = [clock, DivergenceCheck(cfg.train.check_finite_every_n_steps,
+                                              divergence_advice),
+                       checkpoint, _ResumableProgress(),
                        _CheckpointOnInterrupt(resume.checkpoints), *(extra_callbacks or [])]
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(RichProgressBar(refresh_rate=cfg.train.progress_refresh_steps))
@@ -97,7 +103,8 @@ def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
             staging = outputs.dir(cfg.paths.models)
             torch.save({"state_dict": state}, staging / BEST_CHECKPOINT)  # weights only
             _write_inputs(cfg, staging, card)
-            fitted = FittedRun(run_id, uri, staging, outputs, trainer, best_score)
+            fitted = FittedRun(run_id, uri, staging, outputs, trainer, best_score,
+                               clock.seconds)
             record = _record(cfg, uri, run_id, fitted, finish(fitted),
                              getattr(module, "history", []))
     except BaseException:

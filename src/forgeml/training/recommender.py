@@ -4,7 +4,6 @@ item among its frozen sampled negatives (HR@K, NDCG@K)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import pytorch_lightning as pl
@@ -12,21 +11,17 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from forgeml.errors import TrainingError
 from forgeml.models.ranker import score_candidates
 from forgeml.ranking_metrics import torch_rank_of_target
 
 
 class Recommender(pl.LightningModule):
-    def __init__(self, network: nn.Module, optimizer: Callable, k: int = 10,
-                 check_finite_every_n_steps: int = 50):
+    def __init__(self, network: nn.Module, optimizer: Callable, k: int):
         super().__init__()
         self.network = network
         self.make_optimizer = optimizer
         self.k = k
-        self.check_every = max(1, check_finite_every_n_steps)
         self.history: list[dict[str, float]] = []
-        self.train_seconds = 0.0
         self.train_pairs = 0
         self._sums: dict[str, torch.Tensor] = {}
 
@@ -42,25 +37,18 @@ class Recommender(pl.LightningModule):
         self._sums = {k: v.to(self.device) for k, v in self._sums.items()}
         if "train" not in self._sums:
             self.on_train_epoch_start()
-        self._epoch_started = time.perf_counter()
 
     def on_train_epoch_start(self) -> None:
         self._sums["train"] = torch.zeros(2, device=self.device)  # loss sum, pairs
-        self._epoch_started = time.perf_counter()
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
         pairs, labels = batch
         loss = F.binary_cross_entropy_with_logits(self.network(pairs), labels)
         self._sums["train"] += torch.stack([loss.detach() * len(labels),
                                             torch.tensor(float(len(labels)), device=self.device)])
-        if batch_idx % self.check_every == 0 and not torch.isfinite(loss):
-            raise TrainingError(f"Training diverged: loss is {loss.item()} at step "
-                                f"{self.global_step}. Lower optimizer.lr.")
         return loss
 
     def on_validation_epoch_start(self) -> None:
-        if not self.trainer.sanity_checking and "train" in self._sums:
-            self.train_seconds += time.perf_counter() - self._epoch_started
         self._sums["val"] = torch.zeros(4, device=self.device)  # loss sum, hits, ndcg, rows
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
@@ -88,9 +76,6 @@ class Recommender(pl.LightningModule):
         train = self.trainer.strategy.reduce(self._sums["train"], reduce_op="sum")
         self.train_pairs += int(train[1])
         loss = float(train[0] / train[1].clamp(min=1))
-        if not torch.isfinite(torch.tensor(loss)):
-            raise TrainingError(f"Training diverged: mean train loss is {loss} in epoch "
-                                f"{self.current_epoch}. Lower optimizer.lr.")
         self.log("train/loss", loss)
         metrics = self.trainer.callback_metrics
         self.history.append({

@@ -27,20 +27,20 @@ def train(cfg: DictConfig) -> dict | None:
         make_network(cfg, card),
         optimizer=instantiate(cfg.optimizer, "optimizer"),
         augment=OmegaConf.to_container(cfg.data.augment),
-        check_finite_every_n_steps=cfg.train.check_finite_every_n_steps,
     )
     on_gpu = cfg.trainer.get("accelerator") in ("gpu", "cuda")
     datamodule = PreparedDataModule(cfg.paths.prepared, cfg.train.batch_size,
                                     cfg.train.eval_batch_size, pin_memory=on_gpu)
 
     def finish(fitted: FittedRun) -> dict:
-        samples_per_s = task.train_samples / task.train_seconds if task.train_seconds else 0.0
+        seconds = fitted.train_seconds
+        samples_per_s = task.train_samples / seconds if seconds else 0.0
         summary = {
             "best_val_loss": fitted.best_score,
             "best_val_acc": max((h["val_acc"] for h in task.history), default=math.nan),
             "epochs_trained": len(task.history),
             "stopped_early": len(task.history) < cfg.trainer.max_epochs,
-            "train_seconds": task.train_seconds,
+            "train_seconds": seconds,
             "train_samples_per_second": samples_per_s,
             "parameters": sum(p.numel() for p in task.network.parameters()),
         }

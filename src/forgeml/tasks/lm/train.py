@@ -13,6 +13,7 @@ from forgeml.artifacts import read_data_card
 from forgeml.config import instantiate
 from forgeml.saved_network import log_network
 from forgeml.tasks.lm.network import make_network
+from forgeml.training.callbacks import TrainingClock
 from forgeml.training.datamodules import TokenDataModule
 from forgeml.training.fitting import FittedRun, fit
 from forgeml.training.language_model import LanguageModel
@@ -24,11 +25,11 @@ def train(cfg: DictConfig) -> dict | None:
     card = read_data_card(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     network = make_network(cfg, card)
+    clock = TrainingClock()
     module = LanguageModel(
         network, optimizer=instantiate(cfg.optimizer, "optimizer"),
         warmup_steps=cfg.train.warmup_steps, max_steps=cfg.trainer.max_steps,
-        min_lr_ratio=cfg.train.min_lr_ratio,
-        check_finite_every_n_steps=cfg.train.check_finite_every_n_steps)
+        min_lr_ratio=cfg.train.min_lr_ratio, clock=clock)
     on_gpu = cfg.trainer.get("accelerator") in ("gpu", "cuda")
     datamodule = TokenDataModule(cfg.paths.prepared, card["tokenizer"]["vocab_size"],
                                  cfg.model.block_size, cfg.train.batch_size,
@@ -37,13 +38,14 @@ def train(cfg: DictConfig) -> dict | None:
     def finish(fitted: FittedRun) -> dict:
         history = module.history
         best = min(history, key=lambda h: h["val_loss"]) if history else {}
-        tokens_per_s = module.train_tokens * fitted.trainer.world_size / module.train_seconds \
-            if module.train_seconds else 0.0
+        seconds = fitted.train_seconds
+        tokens_per_s = module.train_tokens * fitted.trainer.world_size / seconds \
+            if seconds else 0.0
         summary = {
             "best_val_loss": fitted.best_score,
             "best_val_step": best.get("step", 0),
             "steps_trained": fitted.trainer.global_step,
-            "train_seconds": module.train_seconds,
+            "train_seconds": seconds,
             "train_tokens_per_second": tokens_per_s,
             "parameters": network.num_parameters(),
         }
@@ -58,7 +60,8 @@ def train(cfg: DictConfig) -> dict | None:
         fitted.outputs.write_text(Path(cfg.paths.plots) / "learning_curve.csv", curve)
         return summary
 
-    return fit(cfg, module, datamodule, card, finish)
+    return fit(cfg, module, datamodule, card, finish, clock=clock,
+               divergence_advice="or raise train.warmup_steps")
 
 
 def summarize(cfg: DictConfig, record: dict) -> str:

@@ -29,22 +29,20 @@ def train(cfg: DictConfig) -> dict | None:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     network = make_network(cfg, card)
     k = cfg.evaluate.k
-    module = Recommender(network, optimizer=instantiate(cfg.optimizer, "optimizer"), k=k,
-                         check_finite_every_n_steps=cfg.train.check_finite_every_n_steps)
+    module = Recommender(network, optimizer=instantiate(cfg.optimizer, "optimizer"), k=k)
     datamodule = InteractionDataModule(cfg.paths.prepared, cfg.train.batch_size,
                                        cfg.train.eval_batch_size, cfg.train.num_negatives,
                                        cfg.seed)
 
     def finish(fitted: FittedRun) -> dict:
-        history = module.history
+        history, seconds = module.history, fitted.train_seconds
         summary = {
             "best_val_ndcg": fitted.best_score,
             "best_val_hr": max((h["val_hr"] for h in history), default=math.nan),
             "epochs_trained": len(history),
             "stopped_early": len(history) < cfg.trainer.max_epochs,
-            "train_seconds": module.train_seconds,
-            "train_pairs_per_second": module.train_pairs / module.train_seconds
-            if module.train_seconds else 0.0,
+            "train_seconds": seconds,
+            "train_pairs_per_second": module.train_pairs / seconds if seconds else 0.0,
             "parameters": sum(p.numel() for p in network.parameters()),
         }
         # What `forgeml recommend` needs beside the model: ids, titles, what each user has seen.

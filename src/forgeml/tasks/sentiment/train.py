@@ -106,7 +106,6 @@ def _train_network(cfg: DictConfig, network, card: dict) -> dict | None:
         group_options = {"layer_lr_decay": cfg.train.layer_lr_decay,
                          "head_lr_multiplier": cfg.train.head_lr_multiplier}
     module = Classifier(network, optimizer=instantiate(cfg.optimizer, "optimizer"),
-                        check_finite_every_n_steps=cfg.train.check_finite_every_n_steps,
                         warmup_fraction=cfg.train.warmup_fraction, group_options=group_options)
     on_gpu = cfg.trainer.get("accelerator") in ("gpu", "cuda")
     datamodule = TextDataModule(cfg.paths.prepared, tokenizer_file(cfg), network.max_length,
@@ -115,7 +114,7 @@ def _train_network(cfg: DictConfig, network, card: dict) -> dict | None:
 
     def finish(fitted: FittedRun) -> dict:
         history = module.history
-        seconds = module.train_seconds
+        seconds = fitted.train_seconds
         summary = {
             "best_val_loss": fitted.best_score,
             "best_val_acc": max((h["val_acc"] for h in history), default=math.nan),

@@ -1,0 +1,89 @@
+"""What every training run needs besides its task's loss, as Lightning callbacks: the training
+clock (throughput figures exclude validation) and the divergence check. Both keep working across
+a resume: the clock's seconds ride in the checkpoint as callback state."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+from pytorch_lightning.callbacks import Callback
+
+from forgeml.errors import TrainingError
+
+
+class TrainingClock(Callback):
+    """Seconds spent in training batches and the optimiser, validation excluded."""
+
+    def __init__(self):
+        self.seconds = 0.0
+        self._since: float | None = None
+
+    def _start(self) -> None:
+        self._since = time.perf_counter()
+
+    def _stop(self) -> None:
+        if self._since is not None:
+            self.seconds += time.perf_counter() - self._since
+            self._since = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._start()
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self._stop()
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self._start()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._stop()
+
+    def state_dict(self) -> dict:
+        return {"seconds": self.seconds}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.seconds = float(state_dict.get("seconds", 0.0))
+
+
+class DivergenceCheck(Callback):
+    """Stops a diverged training with one line: the batch loss every `every_n_steps` steps (one
+    host sync each time) and every logged `train/loss` and `val/loss`. A diverged run leaves no
+    outputs and no interrupt checkpoint (resuming NaNs helps nobody)."""
+
+    def __init__(self, every_n_steps: int, advice: str = "or check the data"):
+        self.every = max(1, every_n_steps)
+        self.advice = advice
+
+    def _fail(self, trainer, what: str, value: float) -> None:
+        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else math.nan
+        raise TrainingError(f"Training diverged: {what} is {value} at epoch "
+                            f"{trainer.current_epoch}, step {trainer.global_step}. Lower "
+                            f"optimizer.lr (now {lr:.3g}) {self.advice}.")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if batch_idx % self.every:
+            return
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor) and not torch.isfinite(loss.detach()).all():
+            self._fail(trainer, "the training loss", float(loss))
+
+    def _check_logged(self, trainer, name: str) -> None:
+        value = trainer.callback_metrics.get(name)
+        if value is not None and not math.isfinite(float(value)):
+            self._fail(trainer, f"the logged {name}", float(value))
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self._check_logged(trainer, "val/loss")
+
+    # The epoch's mean train loss is logged by the task's own on_train_epoch_end, which runs
+    # after the callbacks' hook: it is checked when the next epoch (or the training) starts.
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._check_logged(trainer, "train/loss")
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._check_logged(trainer, "train/loss")
