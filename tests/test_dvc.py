@@ -81,10 +81,8 @@ def _committed_clone(tmp_path):
     return clone
 
 
-# The sentiment pipeline's lock (a 35-minute run on 2 cores) is refreshed for prepare and train
-# only; it joins this list once a full run of the committed code is committed.
 @pytest.mark.parametrize("dvc_file", ["dvc.yaml", "pipelines/lm/dvc.yaml",
-                                      "pipelines/recsys/dvc.yaml"])
+                                      "pipelines/recsys/dvc.yaml", "pipelines/sentiment/dvc.yaml"])
 def test_a_fresh_clone_is_only_missing_outputs(tmp_path, dvc_file):
     """The committed dvc.lock matches the committed code and params: in a fresh clone DVC finds
     nothing changed, only outputs that were never pulled or computed."""
