@@ -36,8 +36,9 @@ def data_card(uri: str, run_id: str) -> dict:
 def drift(cfg: DictConfig, reference: dict, current: dict) -> dict:
     """Population stability index between the reference (champion's) and current training
     data, over the distribution the task names (class mix, users' activity buckets)."""
-    what, ref = hooks(cfg).drift_counts(reference)
-    _, cur = hooks(cfg).drift_counts(current)
+    counts = hooks(cfg).drift_counts
+    what, ref = counts(reference)
+    _, cur = counts(current)
     if not ref or not cur or len(ref) != len(cur):
         return {"statistic": f"PSI of the {what}", "psi": None,
                 "note": "the reference data card has no comparable distribution"}
