@@ -84,6 +84,12 @@ def evaluate(params: ParamsOption = Path("params.yaml")) -> None:
 
 
 @app.command()
+def compress(params: ParamsOption = Path("params.yaml")) -> None:
+    """Compare PyTorch fp32, ONNX fp32/int8, a pruned and a distilled model on the test split."""
+    _run_stage("compress", params)
+
+
+@app.command()
 def report(params: ParamsOption = Path("params.yaml")) -> None:
     """Write the HTML + Markdown report and print the headline."""
     _run_stage("report", params)
@@ -159,41 +165,105 @@ def recommend(
               f"score {row['score']:.3f})")
 
 
+RunOption = Annotated[str, typer.Option(
+    "--run", help="MLflow run id, or 'champion' (the registered model's champion).")]
+TrackingOption = Annotated[str | None, typer.Option(
+    "--tracking-uri", help="Default: $MLFLOW_TRACKING_URI, else the project's mlflow.db.")]
+
+
 @app.command()
 def predict(
-    run: Annotated[str, typer.Option(
-        "--run", help="MLflow run id, or 'champion' (the registered model's champion).")],
+    run: RunOption,
     text: Annotated[str | None, typer.Option("--text", help="One text to classify.")] = None,
     input_file: Annotated[Path | None, typer.Option(
-        "--input", "-i", help="A .csv or .jsonl file of texts.")] = None,
+        "--input", "-i", help="A .csv, .jsonl or .parquet file of inputs.")] = None,
     output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Where --input's predictions go (.csv or .jsonl).")] = None,
-    column: Annotated[str, typer.Option(help="The text column of --input.")] = "text",
-    pipeline: Annotated[str, typer.Option(help="Registered model name for --run champion.")]
-    = "sentiment",
-    tracking_uri: Annotated[str | None, typer.Option(
-        "--tracking-uri", help="Default: $MLFLOW_TRACKING_URI, else the project's mlflow.db.")]
+        "--output", "-o", help="Where --input's predictions go (.csv, .jsonl or .parquet).")]
     = None,
+    column: Annotated[str | None, typer.Option(
+        help="The input column: text (sentiment), user (recommender), image (JSONL images; "
+             "a CSV of pixel columns needs none).")] = None,
+    pipeline: Annotated[str, typer.Option(help="Pipeline (registered model) name.")]
+    = "sentiment",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=100_000,
+                                            help="Rows read and predicted at a time.")] = 1024,
+    k: Annotated[int, typer.Option("-k", min=1, help="Recommender: items per user.")] = 10,
+    tracking_uri: TrackingOption = None,
 ) -> None:
-    """Label and probability for a text, or for every row of a file, from a logged classifier."""
+    """Label and probability for a text, or predictions for every row of a file (any pipeline,
+    through its exported ONNX model, streamed in batches and written atomically)."""
     from forgeml.errors import ConfigError
-    from forgeml.tasks.sentiment.predict import check_text, read_file_texts, write_predictions
-    from forgeml.tasks.sentiment.predictor import load_logged, predictions_frame
-    from forgeml.tracking import resolve_run
 
     if (text is None) == (input_file is None) or (input_file and output is None):
         raise ConfigError("Give either --text TEXT, or --input FILE with --output FILE.")
-    # Input is checked before the model is loaded (seconds for a transformer).
-    rows = read_file_texts(input_file, output, column) if input_file else None
-    texts = rows[1] if rows else [check_text(text)]
+    if input_file is not None:
+        from forgeml.serving.batch import predict_file
+
+        predict_file(_store(tracking_uri), run, pipeline, input_file, output, column,
+                     batch_size, k, console)
+        return
+    from forgeml.tasks.sentiment.predict import check_text
+    from forgeml.tasks.sentiment.predictor import load_logged, predictions_frame
+    from forgeml.tracking import resolve_run
+
+    texts = [check_text(text)]  # checked before the model is loaded (seconds for a transformer)
     uri = _store(tracking_uri)
     predictor = load_logged(uri, resolve_run(uri, run, pipeline))
-    if rows:
-        count = write_predictions(predictor, rows[0], texts, output)
-        console.print(f"wrote {count:,} predictions to {output}")
-        return
     row = predictions_frame(predictor, texts).iloc[0]
     print(f"{row['label']}\t{row['probability']:.4f}")
+
+
+@app.command()
+def export(
+    run: RunOption,
+    pipeline: Annotated[str, typer.Option(help="Pipeline (registered model) name.")],
+    fmt: Annotated[str, typer.Option("--format", help="Export format (onnx).")] = "onnx",
+    quantize: Annotated[str | None, typer.Option(
+        "--quantize", help="int8: also an ONNX Runtime dynamic int8 model.")] = None,
+    params: Annotated[Path | None, typer.Option(
+        "--params", "-p", help="The pipeline's params file, for its test split (default: "
+                               "params.yaml, or pipelines/<pipeline>/params.yaml).")] = None,
+    examples: Annotated[int, typer.Option(
+        min=1, help="Test inputs the export is checked on.")] = 256,
+    tracking_uri: TrackingOption = None,
+) -> None:
+    """Export a logged model to ONNX, check it against PyTorch on real test inputs, and log it
+    (with its SHA-256) to the same MLflow run."""
+    from forgeml.serving.export import export_command
+
+    export_command(_store(tracking_uri), run, pipeline, fmt, quantize, params, examples,
+                   console)
+
+
+@app.command()
+def serve(
+    run: RunOption,
+    pipeline: Annotated[str, typer.Option(help="Pipeline (registered model) name.")],
+    host: str = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8080,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
+    threads: Annotated[int, typer.Option(min=1, help="Inference threads per process.")] = 1,
+    model_format: Annotated[str, typer.Option(
+        "--format", help="onnx (fp32), int8 (ONNX Runtime int8) or torch (PyTorch fp32).")]
+    = "onnx",
+    follow_champion: Annotated[float | None, typer.Option(
+        "--follow-champion", min=1.0,
+        help="With --run champion: check the alias every this many seconds and switch to a "
+             "new champion without a restart.")] = None,
+    max_body_kb: Annotated[int, typer.Option(min=1, help="Largest request body.")] = 1024,
+    max_batch: Annotated[int, typer.Option(min=1, help="Most inputs per request.")] = 256,
+    params: Annotated[Path | None, typer.Option(
+        "--params", "-p", help="Params file used when the run must be exported first.")]
+    = None,
+    tracking_uri: TrackingOption = None,
+) -> None:
+    """Serve a logged model over HTTP: POST /predict (JSON), GET /health, GET /version."""
+    from forgeml.serving.server import ServeOptions, serve_command
+
+    serve_command(_store(tracking_uri), ServeOptions(
+        run=run, pipeline=pipeline, host=host, port=port, workers=workers, threads=threads,
+        model_format=model_format, follow_champion_s=follow_champion,
+        max_body_bytes=max_body_kb * 1024, max_batch=max_batch, params=params), console)
 
 
 @app.command()

@@ -91,6 +91,23 @@ class EvaluateSchema:
 
 
 @dataclass
+class CompressSchema:
+    """The compress stage: what is compared, and how latency is measured."""
+
+    threads: int = MISSING  # intra-op threads of every latency and throughput figure
+    latency_calls: int = MISSING  # timed batch-1 calls per model (p50, p99)
+    throughput_batch: int = MISSING  # batch size of the throughput figure
+    int8_max_drop: float = MISSING  # accuracy points the int8 model may lose (the gate)
+    prune_amount: float = MISSING  # share of conv channels / hidden units removed
+    finetune_epochs: int = MISSING  # training of the pruned model after pruning
+    student: Any = MISSING  # the distilled student's model config
+    temperature: float = MISSING  # softening of teacher and student logits
+    alpha: float = MISSING  # weight of the soft (KL) loss; 1 - alpha on the labels
+    distill_epochs: int = MISSING
+    lr: float = MISSING  # Adam, for fine-tuning and distillation
+
+
+@dataclass
 class ClassificationSchema:
     pipeline: PipelineSchema = field(default_factory=PipelineSchema)
     seed: int = MISSING
@@ -101,6 +118,7 @@ class ClassificationSchema:
     train: TrainSchema = field(default_factory=TrainSchema)
     optimizer: Any = MISSING
     evaluate: EvaluateSchema = field(default_factory=EvaluateSchema)
+    compress: CompressSchema = field(default_factory=CompressSchema)
     paths: PathsSchema = field(default_factory=PathsSchema)
 
 
@@ -122,6 +140,13 @@ def classification_problems(cfg: DictConfig) -> list[str]:
         problems.append("train.early_stopping.mode must be 'min' or 'max'")
     if not 0 < cfg.evaluate.confidence < 1:
         problems.append("evaluate.confidence must be in (0, 1)")
+    compress = cfg.compress
+    if not 0 < compress.prune_amount < 1:
+        problems.append("compress.prune_amount must be in (0, 1)")
+    if not 0 <= compress.alpha <= 1 or compress.temperature <= 0:
+        problems.append("compress.alpha must be in [0, 1] and compress.temperature > 0")
+    if min(compress.threads, compress.latency_calls, compress.throughput_batch) < 1:
+        problems.append("compress.threads, latency_calls and throughput_batch must be >= 1")
     return problems
 
 

@@ -38,6 +38,20 @@ class Retraining:
 
 
 @dataclass(frozen=True)
+class Serving:
+    """How `forgeml export`, `serve` and `predict --input` handle this task's logged models: the
+    PyTorch side (the network to export, real test inputs to check it on) and the ONNX Runtime
+    side (requests in, answers out; no torch)."""
+
+    # (tracking URI, run id) -> forgeml.serving.export.Exportable
+    exportable: Callable[[str, str], Any]
+    # (composed config, how many) -> real test inputs, keyed by the exported input names
+    test_inputs: Callable[[DictConfig, int], dict[str, np.ndarray]]
+    # (forgeml.serving.bundle.Bundle, threads) -> the endpoint answering requests and rows
+    endpoint: Callable[[Any, int], Any]
+
+
+@dataclass(frozen=True)
 class Task:
     name: str
     schema: type  # the structured config (dataclass) that params.yaml must fit
@@ -46,6 +60,7 @@ class Task:
     # imported: training pulls in Lightning, evaluate and report do not).
     stages: Mapping[str, Callable[[], Stage]] = field(default_factory=dict)
     retraining: Callable[[], Retraining] | None = None  # imported only by `forgeml retrain`
+    serving: Callable[[], Serving] | None = None  # imported only by export, serve, predict
 
     def stage(self, name: str) -> Stage:
         if name not in self.stages:
@@ -58,3 +73,9 @@ class Task:
             raise ConfigError(f"Retraining is not supported for {self.name} pipelines "
                               f"('{pipeline}'): the task defines no per-example scorer.")
         return self.retraining()
+
+    def serving_hooks(self, pipeline: str) -> Serving:
+        if self.serving is None:
+            raise ConfigError(f"Export and serving are not supported for {self.name} pipelines "
+                              f"('{pipeline}'): the task defines no exported model.")
+        return self.serving()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from forgeml.schemas import ClassificationSchema, classification_problems
-from forgeml.tasks.interface import Retraining, Stage, Task
+from forgeml.tasks.interface import Retraining, Serving, Stage, Task
 
 
 def _prepare() -> Stage:
@@ -24,6 +24,12 @@ def _evaluate() -> Stage:
     return Stage(stage.evaluate, stage.summarize)
 
 
+def _compress() -> Stage:
+    from forgeml.tasks.classification import compress as stage
+
+    return Stage(stage.compress, stage.summarize)
+
+
 def _report() -> Stage:
     from forgeml.reporting.skeleton import stage
     from forgeml.tasks.classification.report import SECTIONS
@@ -38,8 +44,17 @@ def _retraining() -> Retraining:
                       drift_counts=retraining.drift_counts)
 
 
+def _serving() -> Serving:
+    from forgeml.tasks.classification import endpoint, export
+
+    return Serving(exportable=export.exportable, test_inputs=export.test_inputs,
+                   endpoint=endpoint.ImageEndpoint)
+
+
 TASK = Task(
     name="classification", schema=ClassificationSchema, problems=classification_problems,
-    stages={"prepare": _prepare, "train": _train, "evaluate": _evaluate, "report": _report},
+    stages={"prepare": _prepare, "train": _train, "evaluate": _evaluate,
+            "compress": _compress, "report": _report},
     retraining=_retraining,
+    serving=_serving,
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from forgeml.schemas import RecsysSchema, recsys_problems
-from forgeml.tasks.interface import Retraining, Stage, Task
+from forgeml.tasks.interface import Retraining, Serving, Stage, Task
 
 
 def _prepare() -> Stage:
@@ -39,8 +39,16 @@ def _retraining() -> Retraining:
                       drift_counts=retraining.drift_counts)
 
 
+def _serving() -> Serving:
+    from forgeml.tasks.recsys import endpoint, export
+
+    return Serving(exportable=export.exportable, test_inputs=export.test_inputs,
+                   endpoint=endpoint.RecommenderEndpoint)
+
+
 TASK = Task(
     name="recsys", schema=RecsysSchema, problems=recsys_problems,
     stages={"prepare": _prepare, "train": _train, "evaluate": _evaluate, "report": _report},
     retraining=_retraining,
+    serving=_serving,
 )

@@ -4,7 +4,7 @@ snippets."""
 from __future__ import annotations
 
 from forgeml.schemas import SentimentSchema, sentiment_problems
-from forgeml.tasks.interface import Stage, Task
+from forgeml.tasks.interface import Serving, Stage, Task
 
 # The evaluation's key of the pipeline's own model (the others are its baselines).
 MAIN = "model"
@@ -41,8 +41,16 @@ def _report() -> Stage:
     return stage(SECTIONS)
 
 
+def _serving() -> Serving:
+    from forgeml.tasks.sentiment import endpoint, export
+
+    return Serving(exportable=export.exportable, test_inputs=export.test_inputs,
+                   endpoint=endpoint.TextEndpoint)
+
+
 TASK = Task(
     name="sentiment", schema=SentimentSchema, problems=sentiment_problems,
     stages={"prepare": _prepare, "train": _train, "baselines": _baselines,
             "evaluate": _evaluate, "report": _report},
+    serving=_serving,
 )
