@@ -1,0 +1,112 @@
+"""The prediction server's HTTP app (FastAPI on uvicorn): POST /predict with JSON in and out,
+GET /health and GET /version. Bad input is a 4xx with a one-line message, never a 5xx: the
+body is size-limited before it is read, must be UTF-8 JSON, and each task's endpoint checks the
+fields. The model behind it can be swapped while it serves (`ServedModel.swap`)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import ORJSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from forgeml.serving.requests import RequestError
+
+
+@dataclass
+class Served:
+    endpoint: Any  # the task's endpoint (answer(body, max_batch) -> dict)
+    version: dict[str, Any]  # what /version says: pipeline, run, model format and hash
+
+
+class ServedModel:
+    """The model being served; swapped whole, so a request sees the old or the new one."""
+
+    def __init__(self, served: Served):
+        self._served, self._lock = served, threading.Lock()
+
+    @property
+    def current(self) -> Served:
+        return self._served
+
+    def swap(self, served: Served) -> None:
+        with self._lock:
+            self._served = served
+
+
+def error(status: int, message: str) -> Response:
+    return ORJSONResponse({"error": message}, status_code=status)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise RequestError(413, f"The body is larger than the {limit:,}-byte limit.")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:  # a chunked body that never said its size
+            raise RequestError(413, f"The body is larger than the {limit:,}-byte limit.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse(raw: bytes) -> Any:
+    if not raw.strip():
+        raise RequestError(400, "The body is empty: send a JSON object.")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise RequestError(400, f"The body is not UTF-8 (byte {err.start}).") from None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
+        raise RequestError(400, f"The body is not valid JSON ({err}).") from None
+
+
+def create_app(model: ServedModel, max_body_bytes: int, max_batch: int) -> FastAPI:
+    app = FastAPI(title="ForgeML prediction server", docs_url="/docs", redoc_url=None)
+    started = time.time()
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "uptime_s": round(time.time() - started, 1)}
+
+    @app.get("/version")
+    def version() -> dict:
+        return model.current.version
+
+    @app.post("/predict")
+    async def predict(request: Request) -> Response:
+        served = model.current
+        try:
+            body = parse(await read_body(request, max_body_bytes))
+            # Inference outside the event loop: ONNX Runtime releases the GIL, so requests
+            # overlap on the cores while the loop keeps accepting.
+            answer = await run_in_threadpool(served.endpoint.answer, body, max_batch)
+        except RequestError as err:
+            return error(err.status, str(err))
+        return ORJSONResponse({**answer, "run_id": served.version["run_id"],
+                               "model_format": served.version["model_format"]})
+
+    @app.exception_handler(Exception)
+    async def server_fault(request: Request, exc: Exception) -> Response:
+        # A fault of the server, not of the request: one line, no traceback to the client.
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        return error(500, f"The server could not answer ({type(exc).__name__}: {first}).")
+
+    @app.exception_handler(404)
+    async def not_found(request: Request, exc) -> Response:
+        return error(404, f"No route {request.url.path}: use POST /predict, GET /health or "
+                          "GET /version.")
+
+    @app.exception_handler(405)
+    async def wrong_method(request: Request, exc) -> Response:
+        return error(405, f"{request.method} is not allowed on {request.url.path}.")
+
+    return app

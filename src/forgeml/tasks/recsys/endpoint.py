@@ -1,0 +1,75 @@
+"""Answering recommendation requests with the exported recommender: user ids in, each user's
+top-k unseen items out (the seen items are masked, as `forgeml recommend` does)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from forgeml.errors import DataError
+from forgeml.serving.bundle import Bundle
+from forgeml.serving.requests import RequestError, items, whole_number
+
+
+class RecommenderEndpoint:
+    default_column = "user"
+
+    def __init__(self, bundle: Bundle, threads: int):
+        self.bundle, self.run = bundle, bundle.runner(threads)
+        self.catalog = json.loads(bundle.file("catalog.json").read_text(encoding="utf-8"))
+        self.user_codes = {u: i for i, u in enumerate(self.catalog["user_ids"])}
+        self.n_items = len(self.catalog["item_ids"])
+        with np.load(bundle.file("seen.npz"), allow_pickle=False) as arrays:
+            self.seen_user, self.seen_item = arrays["user"], arrays["item"]
+
+    def codes(self, users: list) -> np.ndarray:
+        unknown = [u for u in users if str(u) not in self.user_codes]
+        if unknown:
+            raise RequestError(404, f"Unknown user id '{unknown[0]}': the model knows "
+                                    f"{len(self.user_codes):,} users; new users need a retrained "
+                                    "model.")
+        return np.array([self.user_codes[str(u)] for u in users], dtype=np.int64)
+
+    def top_k(self, codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores = self.run({"users": codes}).copy()
+        # Each user's seen items are never recommended again.
+        row_of = {code: row for row, code in enumerate(codes.tolist())}
+        hit = np.isin(self.seen_user, codes)
+        rows = np.array([row_of[u] for u in self.seen_user[hit].tolist()], dtype=np.int64)
+        scores[rows, self.seen_item[hit]] = -np.inf
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return top, np.take_along_axis(scores, top, axis=1)
+
+    def listing(self, user: str, top: np.ndarray, scores: np.ndarray) -> list[dict]:
+        return [{"user_id": user, "rank": rank, "item_id": self.catalog["item_ids"][item],
+                 "title": self.catalog["titles"][item], "score": round(float(score), 6)}
+                for rank, (item, score) in enumerate(zip(top, scores, strict=True), 1)]
+
+    def answer(self, body, max_batch: int) -> dict:
+        users = items(body, "users", "user", max_batch)
+        if any(isinstance(u, bool) or not isinstance(u, str | int) for u in users):
+            raise RequestError(422, "User ids must be strings (or whole numbers).")
+        k = whole_number(body, "k", 10, 1, self.n_items)
+        top, scores = self.top_k(self.codes(users), k)
+        return {"recommendations": [
+            {"user_id": str(user), "items": [{key: row[key] for key in
+                                              ("rank", "item_id", "title", "score")}
+                                             for row in self.listing(str(user), t, s)]}
+            for user, t, s in zip(users, top, scores, strict=True)]}
+
+    def rows(self, frame: pd.DataFrame, column: str | None, first_row: int,
+             k: int = 10) -> pd.DataFrame:
+        column = column or self.default_column
+        if column not in frame.columns:
+            raise DataError(f"The input has no '{column}' column (it has {list(frame.columns)}); "
+                            "name the user column with --column.")
+        users = [str(u) for u in frame[column].tolist()]
+        try:
+            codes = self.codes(users)
+        except RequestError as err:
+            raise DataError(f"rows from {first_row}: {err}") from None
+        top, scores = self.top_k(codes, min(k, self.n_items))
+        return pd.DataFrame([row for user, t, s in zip(users, top, scores, strict=True)
+                             for row in self.listing(user, t, s)])
