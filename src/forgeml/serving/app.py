@@ -17,6 +17,8 @@ from starlette.concurrency import run_in_threadpool
 
 from forgeml.serving.requests import RequestError
 
+DRAIN_LIMIT = 256 << 20  # bytes of an oversized body read (and dropped) before closing
+
 
 @dataclass
 class Served:
@@ -44,15 +46,22 @@ def error(status: int, message: str) -> Response:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
+    """The body, or a 413 once it passes `limit` bytes. An oversized body is still drained
+    (not kept) so the client reads the 413 instead of a broken connection; past DRAIN_LIMIT
+    the connection is simply closed."""
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise RequestError(413, f"The body is larger than the {limit:,}-byte limit.")
+    if declared is not None and not declared.isdigit():
+        raise RequestError(400, "The Content-Length header is not a number.")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > limit:  # a chunked body that never said its size
-            raise RequestError(413, f"The body is larger than the {limit:,}-byte limit.")
-        chunks.append(chunk)
+        if size <= limit:
+            chunks.append(chunk)
+        elif size > DRAIN_LIMIT:
+            break
+    if size > limit:
+        raise RequestError(413, f"The body is larger than the {limit:,}-byte limit "
+                                "(`forgeml serve --max-body-kb`); split the request.")
     return b"".join(chunks)
 
 

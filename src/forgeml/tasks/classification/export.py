@@ -24,18 +24,23 @@ def logged_config(uri: str, run_id: str) -> dict:
                             f"config/config.yaml ({str(err).splitlines()[0][:200]}).") from None
 
 
-def exportable(uri: str, run_id: str) -> Exportable:
+def exportable_network(network, class_names: list, image_shape: list) -> Exportable:
+    """A pixels-in network (NormalizedNetwork) with softmax, as the ONNX model's graph."""
     from torch import nn
 
+    return Exportable(
+        module=nn.Sequential(network.eval(), nn.Softmax(dim=-1)), input_names=["images"],
+        output_name="probabilities", dynamic_axes={"images": {0: "batch"}},
+        meta={"class_names": [str(name) for name in class_names],
+              "image_shape": list(image_shape)})
+
+
+def exportable(uri: str, run_id: str) -> Exportable:
     from forgeml.saved_network import download_network
 
-    network = download_network(uri, run_id)
     data = logged_config(uri, run_id)["data"]
-    return Exportable(
-        module=nn.Sequential(network, nn.Softmax(dim=-1)), input_names=["images"],
-        output_name="probabilities", dynamic_axes={"images": {0: "batch"}},
-        meta={"class_names": [str(name) for name in data["class_names"]],
-              "image_shape": list(data["image_shape"])})
+    return exportable_network(download_network(uri, run_id), data["class_names"],
+                              data["image_shape"])
 
 
 def test_inputs(cfg: DictConfig, count: int) -> dict[str, np.ndarray]:

@@ -9,7 +9,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from forgeml.data.tensors import load_split
-from forgeml.reporting import figures
+from forgeml.reporting import figures, realtime
 from forgeml.reporting.render import table
 from forgeml.reporting.skeleton import (
     Headline,
@@ -129,6 +129,8 @@ class ClassificationReport(ReportSections):
             "confusion_matrix": figures.confusion_matrix(result["confusion_matrix"], names),
             "per_class_f1": figures.per_class_f1(result["per_class"]["f1"], names),
             "misclassified": self._misclassified(ctx, names),
+            **({"accuracy_vs_latency": realtime.accuracy_vs_latency(compression["rows"])}
+               if (compression := _compression(ctx.cfg)) else {}),
         }
 
     def sections(self, ctx: ReportContext) -> dict:
@@ -149,6 +151,8 @@ class ClassificationReport(ReportSections):
                 ("Expected calibration error", f"{result['ece']:.3f} (0 = confidence matches "
                                                "accuracy)"),
             ],
+            "realtime": realtime.section(compression, ctx.level)
+            if (compression := _compression(ctx.cfg)) else None,
         }
 
     def summary(self, ctx: ReportContext) -> str:
@@ -167,6 +171,14 @@ class ClassificationReport(ReportSections):
             images[wrong].numpy(), [names[i] for i in predictions["label"][wrong]],
             [names[i] for i in predictions["predicted"][wrong]],
             predictions["confidence"][wrong].tolist())
+
+
+def _compression(cfg: DictConfig) -> dict | None:
+    """The compress stage's result (absent when the stage was not run)."""
+    import json
+
+    path = Path(cfg.paths.metrics) / "compression.json"
+    return json.loads(path.read_text())["detail"] if path.is_file() else None
 
 
 def _fairness_note(names: list[str], f1: list[float]) -> str:
