@@ -44,7 +44,7 @@ def test_report_has_verdict_and_embedded_plots_and_works_offline(pipeline_projec
     for section in ("verdict", "plots", "data", "cost", "lineage"):
         assert f'id="{section}"' in html
     assert "it is right" in html and "baseline" in html
-    assert len(re.findall(r'src="data:image/png;base64,[A-Za-z0-9+/=]{1000,}"', html)) == 4
+    assert len(re.findall(r'src="data:image/png;base64,[A-Za-z0-9+/=]{1000,}"', html)) == 5
     # Nothing to fetch: no external scripts, styles or images.
     assert not re.search(r'(src|href)="(https?:)?//', html)
     markdown = (pipeline_project / "reports/digits/report.md").read_text()
