@@ -199,6 +199,30 @@ def test_recommend_for_an_unknown_user_fails_clearly(recsys_project):
     assert result.returncode == 2 and "Unknown user id '99999'" in result.stderr
 
 
+def test_the_exported_recommender_serves_the_same_top_k_as_recommend(recsys_project, tmp_path):
+    """Through ONNX (all-item scores, seen items masked without torch) the batch prediction
+    lists what `forgeml recommend` lists from the PyTorch model."""
+    run([FORGEML, "export", "--run", _run_id(recsys_project), "--pipeline", "recsys"],
+        cwd=recsys_project)
+    source = tmp_path / "users.csv"
+    source.write_text("user\n1\n943\n")
+    target = tmp_path / "recs.jsonl"
+    run([FORGEML, "predict", "--pipeline", "recsys", "--run", _run_id(recsys_project), "-k",
+         "5", "-i", str(source), "-o", str(target)], cwd=recsys_project)
+    rows = [json.loads(line) for line in target.read_text().splitlines()]
+    assert len(rows) == 10
+    for user in ("1", "943"):
+        out = run([FORGEML, "recommend", "--run", _run_id(recsys_project), "--user", user, "-k",
+                   "5"], cwd=recsys_project).stdout
+        expected = [line.split("(item ")[1].split(",")[0] for line in out.strip().splitlines()]
+        assert [r["item_id"] for r in rows if r["user_id"] == user] == expected
+    source.write_text("user\n1\n99999\n")
+    result = run([FORGEML, "predict", "--pipeline", "recsys", "--run", _run_id(recsys_project),
+                  "-i", str(source), "-o", str(target)], cwd=recsys_project, check=False)
+    assert result.returncode == 2 and "Unknown user id '99999'" in result.stderr
+    assert len(target.read_text().splitlines()) == 10  # the earlier output is untouched
+
+
 # --- crash safety (last: it adds a run to the module's project) ---
 def test_a_killed_recommender_training_resumes_with_the_next_epochs_negatives(recsys_project):
     """Killed right after epoch 1's checkpoint, the rerun continues the same MLflow run and draws

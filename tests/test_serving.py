@@ -236,3 +236,46 @@ def test_batch_prediction_streams_a_file_and_writes_nothing_on_a_bad_row(
     assert target.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["images.csv", "images.jsonl", "few.csv", "predictions.parquet"])
+
+
+def test_a_text_model_exports_and_answers_like_its_predictor(tmp_path):
+    """A TextCNN over the real WordPiece tokenizer and review snippets, logged as the sentiment
+    pipeline logs it: the ONNX endpoint gives the predictor's probabilities."""
+    from forgeml import tracking
+    from forgeml.config import compose
+    from forgeml.models.textcnn import TextCNN
+    from forgeml.serving.bundle import download_bundle
+    from forgeml.serving.export import export_run
+    from forgeml.serving.requests import RequestError
+    from forgeml.tasks.sentiment.endpoint import TextEndpoint
+    from forgeml.tasks.sentiment.predictor import NeuralTextPredictor
+    from forgeml.tasks.sentiment.prepare import prepare
+    from forgeml.tasks.sentiment.serving import log_model
+    from forgeml.tasks.sentiment.train import tokenizer_file
+
+    cfg = compose(["experiment=sentiment_minilm", "data.source.max_rows=400",
+                   f"paths.prepared={tmp_path / 'prepared'}", "model.max_length=32"])
+    prepare(cfg)
+    torch.manual_seed(0)
+    network = TextCNN(channels=8, embed_dim=16, max_length=32)
+    predictor = NeuralTextPredictor(network, tokenizer_file(cfg), ["rotten", "fresh"])
+    texts = ["A triumph: funny, moving and beautifully acted.", "Dull.",
+             "Overlong, but the last act almost redeems it " * 3]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_id = tracking.start_run(uri, "sentiment", {}, "textcnn")
+    log_model(uri, run_id, predictor, predictor.save(tmp_path / "predictor"), texts)
+    manifest = export_run(cfg, uri, run_id, "sentiment", quantize=True, examples=64).manifest
+    assert manifest["parity"]["onnx"]["max_abs_diff"] <= 1e-4
+    assert [i["name"] for i in manifest["inputs"]] == ["input_ids", "attention_mask"]
+    assert manifest["inputs"][0]["shape"] == ["batch", "tokens"]  # any batch, any length
+
+    endpoint = TextEndpoint(download_bundle(uri, run_id), threads=1)
+    assert np.abs(endpoint.probabilities(texts) - predictor.predict_proba(texts)).max() <= 1e-4
+    answer = endpoint.answer({"texts": texts}, max_batch=8)["predictions"]
+    assert [a["label"] for a in answer] == [
+        ["rotten", "fresh"][i] for i in predictor.predict_proba(texts).argmax(1)]
+    for bad in ({"texts": ["fine", "  "]}, {"texts": [3]}, {"text": "x" * 30_000},
+                {"texts": texts * 3}, {"reviews": texts}):
+        with pytest.raises(RequestError) as err:
+            endpoint.answer(bad, max_batch=8)
+        assert 400 <= err.value.status < 500
