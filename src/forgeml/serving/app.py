@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from forgeml.serving.requests import RequestError
@@ -41,8 +41,12 @@ class ServedModel:
             self._served = served
 
 
+def json_response(content: dict, status: int = 200) -> Response:
+    return Response(orjson.dumps(content), status_code=status, media_type="application/json")
+
+
 def error(status: int, message: str) -> Response:
-    return ORJSONResponse({"error": message}, status_code=status)
+    return json_response({"error": message}, status)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -100,8 +104,8 @@ def create_app(model: ServedModel, max_body_bytes: int, max_batch: int) -> FastA
             answer = await run_in_threadpool(served.endpoint.answer, body, max_batch)
         except RequestError as err:
             return error(err.status, str(err))
-        return ORJSONResponse({**answer, "run_id": served.version["run_id"],
-                               "model_format": served.version["model_format"]})
+        return json_response({**answer, "run_id": served.version["run_id"],
+                              "model_format": served.version["model_format"]})
 
     @app.exception_handler(Exception)
     async def server_fault(request: Request, exc: Exception) -> Response:
