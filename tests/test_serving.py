@@ -119,7 +119,7 @@ def server(pipeline_project, exported):
     env.pop("MLFLOW_TRACKING_URI", None)
     process = subprocess.Popen(
         [FORGEML, "serve", "--run", _run_id(pipeline_project), "--pipeline", "digits",
-         "--port", str(port), "--max-batch", "64", "--max-body-kb", "256"],
+         "--port", str(port), "--max-batch", "64", "--max-body-kb", "256", "--workers", "2"],
         cwd=pipeline_project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         start_new_session=True)
     base = f"http://127.0.0.1:{port}"
@@ -189,6 +189,31 @@ def test_server_refuses_1000_bad_requests_with_4xx_and_stays_up(pipeline_project
     status, answer = _post(server["base"], good)
     assert status == 200 and len(answer["predictions"]) == 2
     assert server["process"].poll() is None
+
+
+def test_a_killed_worker_is_replaced_while_the_other_keeps_answering(pipeline_project, server):
+    import time
+
+    import psutil
+
+    def workers() -> list:
+        return [c for c in psutil.Process(server["process"].pid).children()
+                if "resource_tracker" not in " ".join(c.cmdline())]
+
+    images, _ = _test_split(pipeline_project)
+    good = json.dumps({"images": images[:2].tolist()}).encode()
+    before = workers()
+    assert len(before) == 2
+    before[0].kill()  # kill -9
+    before[0].wait(10)  # gone (a connection it had accepted is lost with it)
+    for _ in range(30):  # the surviving worker answers meanwhile
+        assert _post(server["base"], good)[0] == 200
+    deadline = time.time() + 60
+    while time.time() < deadline and not (len(workers()) == 2 and before[0] not in workers()):
+        time.sleep(0.5)
+    assert len(workers()) == 2 and before[0].pid not in [w.pid for w in workers()]
+    for _ in range(30):
+        assert _post(server["base"], good)[0] == 200
 
 
 def test_a_short_load_test_gets_only_answers(pipeline_project, server):
