@@ -304,3 +304,75 @@ def test_a_text_model_exports_and_answers_like_its_predictor(tmp_path):
         with pytest.raises(RequestError) as err:
             endpoint.answer(bad, max_batch=8)
         assert 400 <= err.value.status < 500
+
+
+def test_follow_champion_switches_to_a_new_champion_without_dropping_requests(
+        pipeline_project, tmp_path):
+    """Two exported runs in a store of their own; moving the `champion` alias makes the running
+    server answer with the new one within seconds, and no request fails meanwhile."""
+    import threading
+    import time
+
+    from mlflow import MlflowClient
+
+    from forgeml import tracking
+    from forgeml.config import load_params
+    from forgeml.models.classifier import build_network
+    from forgeml.models.registry import instantiate_network
+    from forgeml.saved_network import log_network
+    from forgeml.serving.export import export_run
+
+    cfg = load_params(pipeline_project / "params.yaml")
+    cfg.paths.prepared = str(pipeline_project / cfg.paths.prepared)
+    images, _ = _test_split(pipeline_project)
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    runs = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        network = build_network(instantiate_network(cfg.model), 0.3, 0.4).eval()
+        run_id = tracking.start_run(uri, "digits", {}, f"seed{seed}")
+        log_network(uri, run_id, network, images[:2], output_transform="softmax")
+        tracking.log_dict(uri, run_id, {"data": {"class_names": list(cfg.data.class_names),
+                                                 "image_shape": list(cfg.data.image_shape)}},
+                          "config/config.yaml")
+        export_run(cfg, uri, run_id, "digits", quantize=False, examples=32)
+        runs.append(run_id)
+    client = MlflowClient(uri)
+    client.create_registered_model("digits")
+    versions = [client.create_model_version("digits", f"runs:/{r}/model", r).version
+                for r in runs]
+    client.set_registered_model_alias("digits", "champion", versions[0])
+
+    port = free_port()
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    process = subprocess.Popen(
+        [FORGEML, "serve", "--run", "champion", "--pipeline", "digits", "--port", str(port),
+         "--follow-champion", "1", "--tracking-uri", uri], cwd=tmp_path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    good = json.dumps({"images": images[:3].tolist()}).encode()
+    failures, answered_by = [], []
+    stop = threading.Event()
+
+    def keep_asking() -> None:
+        while not stop.is_set():
+            status, answer = _post(base, good)
+            (answered_by.append(answer["run_id"]) if status == 200 else failures.append(answer))
+
+    try:
+        assert wait_until_up(f"{base}/health", 60), process.stdout.read1().decode()
+        asker = threading.Thread(target=keep_asking)
+        asker.start()
+        client.set_registered_model_alias("digits", "champion", versions[1])
+        deadline = time.time() + 30
+        while time.time() < deadline and (not answered_by or answered_by[-1] != runs[1]):
+            time.sleep(0.2)
+        stop.set()
+        asker.join(30)
+        with urllib.request.urlopen(f"{base}/version") as response:
+            assert json.loads(response.read())["run_id"] == runs[1]
+    finally:
+        stop.set()
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+    assert not failures and answered_by[0] == runs[0] and answered_by[-1] == runs[1]
