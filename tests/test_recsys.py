@@ -199,6 +199,7 @@ def test_recommend_for_an_unknown_user_fails_clearly(recsys_project):
     assert result.returncode == 2 and "Unknown user id '99999'" in result.stderr
 
 
+@pytest.mark.slow  # export + three CLI runs: ~25 s
 def test_the_exported_recommender_serves_the_same_top_k_as_recommend(recsys_project, tmp_path):
     """Through ONNX (all-item scores, seen items masked without torch) the batch prediction
     lists what `forgeml recommend` lists from the PyTorch model."""

@@ -31,6 +31,7 @@ TINY = ["experiment=sentiment_minilm", "data.source.max_rows=500", "trainer.max_
         "train.batch_size=16", "baselines.frozen.trainer.max_epochs=1",
         "baselines.scratch.trainer.max_epochs=1", "baselines.textcnn.trainer.max_epochs=2",
         "evaluate.bootstrap_samples=200", "evaluate.cost_texts=20",
+        "compress.distill_epochs=1", "compress.latency_calls=20", "compress.throughput_batch=16",
         "trainer.enable_progress_bar=false", *SHORT]
 TEXTS = ["A triumph: funny, moving and beautifully acted.",
          "Dull, overlong and instantly forgettable."]
@@ -105,6 +106,20 @@ def test_mlflow_run_records_tokens_per_second_memory_and_a_text_model(project):
     assert list(out.columns[:2]) == ["label", "probability"]
     assert set(out["label"]) <= {"fresh", "rotten"}
     assert np.allclose(out["p_fresh"] + out["p_rotten"], 1, atol=1e-5)
+
+
+@pytest.mark.slow  # the whole sentiment pipeline with four baselines: ~3 min
+def test_compress_stage_compares_fp32_int8_and_a_distilled_student(project):
+    metrics = json.loads((project / "metrics/sentiment/compression.json").read_text())
+    rows = {row["key"]: row for row in metrics["detail"]["rows"]}
+    assert list(rows) == ["pytorch_fp32", "onnx_fp32", "onnx_int8", "student"]
+    assert abs(rows["onnx_fp32"]["acc"] - rows["pytorch_fp32"]["acc"]) <= 1 / 500
+    assert rows["onnx_int8"]["size_mb"] < rows["onnx_fp32"]["size_mb"] / 2
+    assert rows["student"]["p50_ms"] < rows["pytorch_fp32"]["p50_ms"]
+    gate = metrics["detail"]["int8_gate"]
+    assert metrics["int8_gate_passed"] == gate["passed"] == (gate["drop_points"] <= 0.5)
+    report = (project / "reports/sentiment/report.md").read_text()
+    assert "## Can it run in real time?" in report and "distilled TextCNN student" in report
 
 
 @pytest.mark.slow  # the whole sentiment pipeline with four baselines: ~3 min

@@ -202,15 +202,14 @@ def predict(
         predict_file(_store(tracking_uri), run, pipeline, input_file, output, column,
                      batch_size, k, console)
         return
+    from forgeml.serving.single import predict_text
     from forgeml.tasks.sentiment.predict import check_text
-    from forgeml.tasks.sentiment.predictor import load_logged, predictions_frame
     from forgeml.tracking import resolve_run
 
-    texts = [check_text(text)]  # checked before the model is loaded (seconds for a transformer)
+    check_text(text)  # checked before the model is loaded (seconds for a transformer)
     uri = _store(tracking_uri)
-    predictor = load_logged(uri, resolve_run(uri, run, pipeline))
-    row = predictions_frame(predictor, texts).iloc[0]
-    print(f"{row['label']}\t{row['probability']:.4f}")
+    label, probability = predict_text(uri, resolve_run(uri, run, pipeline), text)
+    print(f"{label}\t{probability:.4f}")
 
 
 @app.command()

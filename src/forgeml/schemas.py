@@ -97,6 +97,7 @@ class CompressSchema:
     threads: int = MISSING  # intra-op threads of every latency and throughput figure
     latency_calls: int = MISSING  # timed batch-1 calls per model (p50, p99)
     throughput_batch: int = MISSING  # batch size of the throughput figure
+    throughput_seconds: float = MISSING  # how long the throughput figure is measured
     int8_max_drop: float = MISSING  # accuracy points the int8 model may lose (the gate)
     prune_amount: float = MISSING  # share of conv channels / hidden units removed
     finetune_epochs: int = MISSING  # training of the pruned model after pruning
@@ -105,6 +106,23 @@ class CompressSchema:
     alpha: float = MISSING  # weight of the soft (KL) loss; 1 - alpha on the labels
     distill_epochs: int = MISSING
     lr: float = MISSING  # Adam, for fine-tuning and distillation
+
+
+@dataclass
+class TextCompressSchema:
+    """The sentiment compress stage (no pruning: see docs/serving.md)."""
+
+    threads: int = MISSING
+    latency_calls: int = MISSING
+    throughput_batch: int = MISSING
+    throughput_seconds: float = MISSING
+    int8_max_drop: float = MISSING
+    student: Any = MISSING  # the distilled student's model config (a TextCNN)
+    temperature: float = MISSING
+    alpha: float = MISSING
+    distill_epochs: int = MISSING
+    batch_size: int = MISSING
+    lr: float = MISSING
 
 
 @dataclass
@@ -140,9 +158,13 @@ def classification_problems(cfg: DictConfig) -> list[str]:
         problems.append("train.early_stopping.mode must be 'min' or 'max'")
     if not 0 < cfg.evaluate.confidence < 1:
         problems.append("evaluate.confidence must be in (0, 1)")
-    compress = cfg.compress
-    if not 0 < compress.prune_amount < 1:
+    if not 0 < cfg.compress.prune_amount < 1:
         problems.append("compress.prune_amount must be in (0, 1)")
+    return problems + compress_problems(cfg.compress)
+
+
+def compress_problems(compress: DictConfig) -> list[str]:
+    problems = []
     if not 0 <= compress.alpha <= 1 or compress.temperature <= 0:
         problems.append("compress.alpha must be in [0, 1] and compress.temperature > 0")
     if min(compress.threads, compress.latency_calls, compress.throughput_batch) < 1:
@@ -384,6 +406,7 @@ class SentimentSchema:
     optimizer: Any = MISSING
     evaluate: SentimentEvaluateSchema = field(default_factory=SentimentEvaluateSchema)
     baselines: Any = MISSING
+    compress: TextCompressSchema = field(default_factory=TextCompressSchema)
     paths: SentimentPathsSchema = field(default_factory=SentimentPathsSchema)
 
 

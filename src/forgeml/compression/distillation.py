@@ -1,5 +1,5 @@
-"""Knowledge distillation (Hinton et al., 2015) and plain fine-tuning for small image networks:
-a few epochs of Adam on in-memory tensors. The student learns from the teacher's
+"""Knowledge distillation (Hinton et al., 2015) and plain fine-tuning for small networks: a few
+epochs of Adam on in-memory tensors. The student learns from the teacher's
 temperature-softened probabilities (KL, scaled by T^2) and from the labels (cross-entropy)."""
 
 from __future__ import annotations
@@ -17,21 +17,18 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     return alpha * soft + (1 - alpha) * F.cross_entropy(student_logits, labels)
 
 
-def fit(network: nn.Module, images: torch.Tensor, labels: torch.Tensor, epochs: int,
-        batch_size: int, lr: float, seed: int, teacher: nn.Module | None = None,
-        temperature: float = 1.0, alpha: float = 0.0) -> nn.Module:
-    """Train `network` in place; with a teacher, on the distillation loss."""
+def fit(network: nn.Module, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor,
+        epochs: int, batch_size: int, lr: float, seed: int,
+        teacher_logits: torch.Tensor | None = None, temperature: float = 1.0,
+        alpha: float = 0.0) -> nn.Module:
+    """Train `network` in place on `inputs` (tensors indexed by example, e.g. images, or token
+    ids and mask); with the teacher's logits for the same examples, on the distillation loss."""
     generator = torch.Generator().manual_seed(seed)
-    teacher_logits = None
-    if teacher is not None:
-        with torch.inference_mode():
-            teacher_logits = torch.cat([teacher.eval()(images[i:i + 1024])
-                                        for i in range(0, len(images), 1024)])
     optimizer = torch.optim.Adam(network.parameters(), lr=lr)
     network.train()
     for _ in range(epochs):
-        for index in torch.randperm(len(images), generator=generator).split(batch_size):
-            logits = network(images[index])
+        for index in torch.randperm(len(labels), generator=generator).split(batch_size):
+            logits = network(*(x[index] for x in inputs))
             loss = (F.cross_entropy(logits, labels[index]) if teacher_logits is None else
                     distillation_loss(logits, teacher_logits[index], labels[index],
                                       temperature, alpha))
@@ -39,3 +36,11 @@ def fit(network: nn.Module, images: torch.Tensor, labels: torch.Tensor, epochs: 
             loss.backward()
             optimizer.step()
     return network.eval()
+
+
+@torch.inference_mode()
+def logits_of(network: nn.Module, inputs: tuple[torch.Tensor, ...],
+              batch: int = 1024) -> torch.Tensor:
+    network.eval()
+    return torch.cat([network(*(x[i:i + batch] for x in inputs))
+                      for i in range(0, len(inputs[0]), batch)])

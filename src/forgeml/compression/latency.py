@@ -11,7 +11,7 @@ from forgeml.serving.runtime import Run
 
 
 def latency(run: Run, single: dict[str, np.ndarray], batch: dict[str, np.ndarray],
-            calls: int) -> dict[str, float]:
+            calls: int, throughput_seconds: float = 1.0) -> dict[str, float]:
     for _ in range(min(20, calls)):  # warm-up: allocations, kernel selection
         run(single)
     times = np.empty(calls)
@@ -22,7 +22,7 @@ def latency(run: Run, single: dict[str, np.ndarray], batch: dict[str, np.ndarray
     size = len(next(iter(batch.values())))
     run(batch)
     rounds, start = 0, time.perf_counter()
-    while rounds < 3 or time.perf_counter() - start < 1.0:
+    while rounds < 3 or time.perf_counter() - start < throughput_seconds:
         run(batch)
         rounds += 1
     elapsed = time.perf_counter() - start

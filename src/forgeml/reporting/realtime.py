@@ -12,6 +12,26 @@ import matplotlib.pyplot as plt  # noqa: E402
 from forgeml.reporting.figures import _png  # noqa: E402
 
 
+def compression_of(cfg) -> dict | None:
+    """The compress stage's result (None when the pipeline has not run it)."""
+    import json
+    from pathlib import Path
+
+    path = Path(cfg.paths.metrics) / "compression.json"
+    return json.loads(path.read_text())["detail"] if path.is_file() else None
+
+
+def figures_of(cfg) -> dict[str, bytes]:
+    compression = compression_of(cfg)
+    return {"accuracy_vs_latency": accuracy_vs_latency(compression["rows"])} \
+        if compression else {}
+
+
+def section_of(cfg, level: str) -> dict | None:
+    compression = compression_of(cfg)
+    return section(compression, level) if compression else None
+
+
 def accuracy_vs_latency(rows: list[dict], metric: str = "accuracy") -> bytes:
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     for row in rows:

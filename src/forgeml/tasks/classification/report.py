@@ -129,8 +129,7 @@ class ClassificationReport(ReportSections):
             "confusion_matrix": figures.confusion_matrix(result["confusion_matrix"], names),
             "per_class_f1": figures.per_class_f1(result["per_class"]["f1"], names),
             "misclassified": self._misclassified(ctx, names),
-            **({"accuracy_vs_latency": realtime.accuracy_vs_latency(compression["rows"])}
-               if (compression := _compression(ctx.cfg)) else {}),
+            **realtime.figures_of(ctx.cfg),
         }
 
     def sections(self, ctx: ReportContext) -> dict:
@@ -151,8 +150,7 @@ class ClassificationReport(ReportSections):
                 ("Expected calibration error", f"{result['ece']:.3f} (0 = confidence matches "
                                                "accuracy)"),
             ],
-            "realtime": realtime.section(compression, ctx.level)
-            if (compression := _compression(ctx.cfg)) else None,
+            "realtime": realtime.section_of(ctx.cfg, ctx.level),
         }
 
     def summary(self, ctx: ReportContext) -> str:
@@ -171,14 +169,6 @@ class ClassificationReport(ReportSections):
             images[wrong].numpy(), [names[i] for i in predictions["label"][wrong]],
             [names[i] for i in predictions["predicted"][wrong]],
             predictions["confidence"][wrong].tolist())
-
-
-def _compression(cfg: DictConfig) -> dict | None:
-    """The compress stage's result (absent when the stage was not run)."""
-    import json
-
-    path = Path(cfg.paths.metrics) / "compression.json"
-    return json.loads(path.read_text())["detail"] if path.is_file() else None
 
 
 def _fairness_note(names: list[str], f1: list[float]) -> str:

@@ -34,6 +34,12 @@ def _evaluate() -> Stage:
     return Stage(stage.evaluate, stage.summarize)
 
 
+def _compress() -> Stage:
+    from forgeml.tasks.sentiment import compress as stage
+
+    return Stage(stage.compress, stage.summarize)
+
+
 def _report() -> Stage:
     from forgeml.reporting.skeleton import stage
     from forgeml.tasks.sentiment.report import SECTIONS
@@ -51,6 +57,6 @@ def _serving() -> Serving:
 TASK = Task(
     name="sentiment", schema=SentimentSchema, problems=sentiment_problems,
     stages={"prepare": _prepare, "train": _train, "baselines": _baselines,
-            "evaluate": _evaluate, "report": _report},
+            "evaluate": _evaluate, "compress": _compress, "report": _report},
     serving=_serving,
 )

@@ -5,31 +5,36 @@ Neural models only: the TF-IDF baseline is a scikit-learn pipeline and stays a s
 from __future__ import annotations
 
 import numpy as np
+import torch
 from omegaconf import DictConfig
+from torch import nn
 
 from forgeml.serving.export import Exportable
 
 
-def exportable(uri: str, run_id: str) -> Exportable:
-    from torch import nn
+class Probabilities(nn.Module):
+    def __init__(self, network: nn.Module):
+        super().__init__()
+        self.network = network.eval()
 
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.network(input_ids, attention_mask).softmax(-1)
+
+
+def exportable(uri: str, run_id: str) -> Exportable:
     from forgeml.errors import ConfigError
     from forgeml.tasks.sentiment.predictor import NeuralTextPredictor, load_logged
 
     predictor = load_logged(uri, run_id)
     if not isinstance(predictor, NeuralTextPredictor):
         raise ConfigError(f"Run {run_id}'s model is a scikit-learn pipeline; ONNX export is for "
-                          "neural text models (MiniLM, TextCNN). `forgeml predict` serves it "
-                          "as it is.")
+                          "neural text models (MiniLM, TextCNN); `forgeml predict --text` "
+                          "answers from its skops file.")
+    return exportable_predictor(predictor)
 
-    class Probabilities(nn.Module):
-        def __init__(self, network: nn.Module):
-            super().__init__()
-            self.network = network
 
-        def forward(self, input_ids, attention_mask):
-            return self.network(input_ids, attention_mask).softmax(-1)
-
+def exportable_predictor(predictor) -> Exportable:
+    """A NeuralTextPredictor's network with softmax, and its tokenizer."""
     axes = {0: "batch", 1: "tokens"}
     return Exportable(
         module=Probabilities(predictor.network), input_names=["input_ids", "attention_mask"],

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from forgeml.reporting import figures
+from forgeml.reporting import figures, realtime
 from forgeml.reporting.render import table
 from forgeml.reporting.skeleton import (
     Headline,
@@ -191,6 +191,7 @@ class SentimentReport(ReportSections):
                  for s in result["slices"]],
                 [m["label"] for m in rivals.values()],
                 "Accuracy by review length (higher is better)", count_key="texts"),
+            **realtime.figures_of(ctx.cfg),
         }
 
     def sections(self, ctx: ReportContext) -> dict:
@@ -209,6 +210,7 @@ class SentimentReport(ReportSections):
                 f"Expected calibration error {main['ece']:.3f}: when the model says it is "
                 f"{int(round(top['confidence'] * 100))}% sure, it is right "
                 f"{top['accuracy']:.0%} of the time (most confident bin)." if top else ""),
+            "realtime": realtime.section_of(ctx.cfg, ctx.level),
         }
 
     def summary(self, ctx: ReportContext) -> str:
