@@ -1,4 +1,5 @@
-"""The schedule recipes in pipelines/schedules/ are valid and all call `forgeml retrain`."""
+"""The schedule recipes in pipelines/schedules/ are valid and call `forgeml retrain` (the serving
+unit, `forgeml serve`)."""
 
 from __future__ import annotations
 
@@ -52,18 +53,17 @@ def test_crontab_lines_are_valid_and_call_retrain():
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not here")
 def test_systemd_units_verify(tmp_path):
-    for suffix in ("service", "timer"):
-        text = (SCHEDULES / f"forgeml-retrain@.{suffix}").read_text()
-        (tmp_path / f"forgeml-retrain@.{suffix}").write_text(text)
-        (tmp_path / f"forgeml-retrain@recsys.{suffix}").symlink_to(
-            tmp_path / f"forgeml-retrain@.{suffix}")
+    for unit in ("forgeml-retrain@.service", "forgeml-retrain@.timer", "forgeml-serve@.service"):
+        (tmp_path / unit).write_text((SCHEDULES / unit).read_text())
+        (tmp_path / unit.replace("@", "@recsys")).symlink_to(tmp_path / unit)
     result = subprocess.run(
         ["systemd-analyze", "verify", "--man=no", str(tmp_path / "forgeml-retrain@recsys.timer"),
-         str(tmp_path / "forgeml-retrain@recsys.service")],
+         str(tmp_path / "forgeml-retrain@recsys.service"),
+         str(tmp_path / "forgeml-serve@recsys.service")],
         capture_output=True, text=True, env={"SYSTEMD_LOG_LEVEL": "warning", "PATH": "/usr/bin"})
     # verify warns (and still exits 0) about unknown keys or bad values: any line about our units
     # is a defect.
-    problems = [line for line in result.stderr.splitlines() if "forgeml-retrain" in line]
+    problems = [line for line in result.stderr.splitlines() if "forgeml-" in line]
     assert result.returncode == 0 and not problems, result.stderr
     calendar = subprocess.run(["systemd-analyze", "calendar", "Mon *-*-* 03:00:00"],
                               capture_output=True, text=True)
@@ -91,3 +91,10 @@ def test_github_workflow_matches_the_schema_and_has_a_concurrency_group():
     assert data["concurrency"]["cancel-in-progress"] is False
     steps = " ".join(step.get("run", "") for step in data["jobs"]["retrain"]["steps"])
     assert "forgeml retrain" in steps
+
+
+def test_systemd_serving_unit_serves_the_champion_and_follows_it():
+    service = (SCHEDULES / "forgeml-serve@.service").read_text()
+    command = re.search(r"^ExecStart=.*$", service, re.M).group(0)
+    assert "forgeml serve --run champion --pipeline %i" in command
+    assert "--follow-champion" in command and "Restart=on-failure" in service
