@@ -346,7 +346,8 @@ def test_follow_champion_switches_to_a_new_champion_without_dropping_requests(
     client.set_registered_model_alias("digits", "champion", versions[0])
 
     port = free_port()
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+           "XDG_CACHE_HOME": str(tmp_path / "cache")}  # outside a project: the user's cache
     process = subprocess.Popen(
         [FORGEML, "serve", "--run", "champion", "--pipeline", "digits", "--port", str(port),
          "--follow-champion", "1", "--tracking-uri", uri], cwd=tmp_path, env=env,
@@ -378,3 +379,23 @@ def test_follow_champion_switches_to_a_new_champion_without_dropping_requests(
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
     assert not failures and answered_by[0] == runs[0] and answered_by[-1] == runs[1]
+
+
+def test_exports_are_cached_by_run_and_a_damaged_copy_is_fetched_again(
+        pipeline_project, exported, tmp_path):
+    from forgeml.io import sha256_file
+
+    images, _ = _test_split(pipeline_project)
+    source = tmp_path / "few.jsonl"
+    source.write_text("".join(json.dumps({"image": im.tolist()}) + "\n" for im in images[:5]))
+    args = [FORGEML, "predict", "--pipeline", "digits", "--run", _run_id(pipeline_project),
+            "-i", str(source), "-o", str(tmp_path / "out.jsonl")]
+    run(args, cwd=pipeline_project)
+    copy = pipeline_project / ".forgeml" / "exports" / _run_id(pipeline_project)
+    expected = exported["bundle"].sha256("onnx")
+    assert sha256_file(copy / "model.onnx") == expected
+    (copy / "model.onnx").write_bytes(b"not a model")
+    first = (tmp_path / "out.jsonl").read_text()
+    run(args, cwd=pipeline_project)
+    assert (tmp_path / "out.jsonl").read_text() == first
+    assert sha256_file(copy / "model.onnx") == expected

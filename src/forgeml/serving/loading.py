@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from forgeml.serving.bundle import Bundle, download_bundle
+from forgeml.serving.bundle import Bundle
+from forgeml.serving.cache import bundle_for
 
 FORMATS = ("onnx", "int8", "torch")
 
@@ -19,14 +20,15 @@ def bundle_of(uri: str, run_id: str, pipeline: str, model_format: str,
 
     if model_format not in FORMATS:
         raise ConfigError(f"--format {model_format!r}: choose one of {', '.join(FORMATS)}.")
-    bundle = download_bundle(uri, run_id)
-    if bundle is None or (model_format == "int8" and "int8" not in bundle.manifest["models"]):
+    needs = "onnx" if model_format == "torch" else model_format
+    bundle = bundle_for(uri, run_id, needs)
+    if bundle is None or needs not in bundle.manifest["models"]:
         from forgeml.serving.export import export_run, load_pipeline_params
 
         echo(f"run {run_id} has no exported {model_format} model yet: exporting it")
         export_run(load_pipeline_params(pipeline, params), uri, run_id, pipeline,
                    quantize=True, examples=256)
-        bundle = download_bundle(uri, run_id)
+        bundle = bundle_for(uri, run_id, needs)
     if bundle.manifest.get("pipeline") != pipeline:
         raise ConfigError(f"Run {run_id} was exported as a '{bundle.manifest.get('pipeline')}' "
                           f"model, not '{pipeline}'; pass the right --pipeline.")

@@ -1,14 +1,15 @@
 """One answer from the command line (`forgeml predict --text`): through the run's exported ONNX
-model when it has one — ONNX Runtime and the tokenizer only, no torch, so the answer comes in
-about a second — else through the logged PyTorch / scikit-learn predictor."""
+model when it has one — ONNX Runtime and the tokenizer only, no torch, and no MLflow once the
+export is in the local cache (forgeml.serving.cache) — else through the logged PyTorch /
+scikit-learn predictor."""
 
 from __future__ import annotations
 
 
 def predict_text(uri: str, run_id: str, text: str) -> tuple[str, float]:
-    from forgeml.serving.bundle import download_bundle
+    from forgeml.serving.cache import bundle_for
 
-    bundle = download_bundle(uri, run_id)
+    bundle = bundle_for(uri, run_id)
     if bundle is not None and bundle.manifest.get("task") == "sentiment":
         from forgeml.tasks.sentiment.endpoint import TextEndpoint
 
