@@ -212,11 +212,18 @@ def test_the_exported_recommender_serves_the_same_top_k_as_recommend(recsys_proj
          "5", "-i", str(source), "-o", str(target)], cwd=recsys_project)
     rows = [json.loads(line) for line in target.read_text().splitlines()]
     assert len(rows) == 10
+    from forgeml.tasks.recsys.recommend import load_network_recommender
+
+    pytorch = load_network_recommender(f"sqlite:///{recsys_project / 'mlflow.db'}",
+                                       _run_id(recsys_project))
     for user in ("1", "943"):
-        out = run([FORGEML, "recommend", "--run", _run_id(recsys_project), "--user", user, "-k",
-                   "5"], cwd=recsys_project).stdout
-        expected = [line.split("(item ")[1].split(",")[0] for line in out.strip().splitlines()]
+        expected = [r["item_id"] for r in pytorch.for_user(user, 5)]
         assert [r["item_id"] for r in rows if r["user_id"] == user] == expected
+    # `forgeml recommend` now answers from the exported model too, with the same items.
+    out = run([FORGEML, "recommend", "--run", _run_id(recsys_project), "--user", "1", "-k", "5"],
+              cwd=recsys_project).stdout
+    assert [line.split("(item ")[1].split(",")[0] for line in out.strip().splitlines()] == \
+        [r["item_id"] for r in rows if r["user_id"] == "1"]
     source.write_text("user\n1\n99999\n")
     result = run([FORGEML, "predict", "--pipeline", "recsys", "--run", _run_id(recsys_project),
                   "-i", str(source), "-o", str(target)], cwd=recsys_project, check=False)

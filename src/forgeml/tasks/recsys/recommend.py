@@ -1,5 +1,7 @@
 """Top-k recommendations from a recommender that MLflow logged (by run id or the registry's
-`champion`): for one user, or for every user into a CSV/JSONL file."""
+`champion`): for one user, or for every user into a CSV/JSONL file. Through the run's exported
+ONNX model when it has one (no torch; no MLflow once it is in the local cache), else through
+the logged PyTorch network."""
 
 from __future__ import annotations
 
@@ -7,17 +9,39 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
 from forgeml.errors import DataError, TrackingError
 from forgeml.io import atomic_write_text
-from forgeml.models.ranker import score_candidates
-from forgeml.tasks.recsys.network import seen_items
+
+
+class ExportedRecommender:
+    """The same answers from the exported model (forgeml.tasks.recsys.endpoint)."""
+
+    def __init__(self, endpoint):
+        self.endpoint, self.catalog = endpoint, endpoint.catalog
+
+    def for_user(self, user_id: str, k: int) -> list[dict]:
+        from forgeml.serving.requests import RequestError
+
+        try:
+            codes = self.endpoint.codes([user_id])
+        except RequestError as err:
+            raise DataError(str(err)) from None
+        top, scores = self.endpoint.top_k(codes, min(k, self.endpoint.n_items))
+        return self.endpoint.listing(user_id, top[0], scores[0])
+
+    def for_all(self, k: int, batch: int = 256) -> list[dict]:
+        ids, rows = self.catalog["user_ids"], []
+        for start in range(0, len(ids), batch):
+            codes = np.arange(start, min(start + batch, len(ids)), dtype=np.int64)
+            top, scores = self.endpoint.top_k(codes, min(k, self.endpoint.n_items))
+            for code, items, values in zip(codes, top, scores, strict=True):
+                rows += self.endpoint.listing(ids[code], items, values)
+        return rows
 
 
 class LoggedRecommender:
-    def __init__(self, network: nn.Module, catalog: dict, seen: list[set[int]]):
+    def __init__(self, network, catalog: dict, seen: list[set[int]]):
         self.network, self.catalog, self.seen = network.eval(), catalog, seen
         self.user_codes = {u: i for i, u in enumerate(catalog["user_ids"])}
         self.n_items = len(catalog["item_ids"])
@@ -29,11 +53,15 @@ class LoggedRecommender:
                             f"(e.g. {', '.join(known[:3])}). New users need a retrained model.")
         return self.user_codes[user_id]
 
-    @torch.no_grad()
     def top_k(self, codes: list[int], k: int) -> tuple[np.ndarray, np.ndarray]:
         """Item codes and scores (len(codes), k) of the best unseen items per user."""
+        import torch
+
+        from forgeml.models.ranker import score_candidates
+
         items = torch.arange(self.n_items).expand(len(codes), -1)
-        scores = score_candidates(self.network, torch.tensor(codes), items).numpy()
+        with torch.no_grad():
+            scores = score_candidates(self.network, torch.tensor(codes), items).numpy()
         for row, code in enumerate(codes):
             scores[row, list(self.seen[code])] = -np.inf
         top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
@@ -60,9 +88,20 @@ class LoggedRecommender:
                 "title": self.catalog["titles"][item], "score": round(float(score), 6)}
 
 
-def load_logged(uri: str, run_id: str) -> LoggedRecommender:
+def load_logged(uri: str, run_id: str) -> LoggedRecommender | ExportedRecommender:
+    from forgeml.serving.cache import bundle_for
 
+    bundle = bundle_for(uri, run_id)
+    if bundle is not None and bundle.manifest.get("task") == "recsys":
+        from forgeml.tasks.recsys.endpoint import RecommenderEndpoint
+
+        return ExportedRecommender(RecommenderEndpoint(bundle, threads=1))
+    return load_network_recommender(uri, run_id)
+
+
+def load_network_recommender(uri: str, run_id: str) -> LoggedRecommender:
     from forgeml.saved_network import download_network
+    from forgeml.tasks.recsys.network import seen_items
     from forgeml.tracking import display_uri, download
 
     network = download_network(uri, run_id)
