@@ -1,5 +1,6 @@
-"""The model a server or a batch prediction uses: the run's exported bundle, downloaded and
-verified, exported first when the run has none (or lacks the int8 model asked for)."""
+"""The model a server or a batch prediction uses: the run's exported bundle (the local copy, else
+downloaded; verified either way), exported first when the run has none (or lacks the int8
+model asked for)."""
 
 from __future__ import annotations
 
