@@ -81,7 +81,7 @@ def test_report_answers_is_fine_tuning_worth_it(project):
                   "TextCNN from scratch", "TF-IDF + logistic regression"):
         assert label in md
     assert "most confident errors" in md and "By review length" in md
-    assert html.count("data:image/png;base64,") == 5
+    assert html.count("data:image/png;base64,") == 6  # with the compress stage's chart
     assert "http://" not in html and "https://" not in html  # views offline
 
 

@@ -109,6 +109,13 @@ def write(cfg: DictConfig, result: dict, artifacts: list[tuple[Path, str]]) -> N
             tracking.log_artifacts(uri, run_id, [path], artifact_path)
 
 
+def write_skipped(cfg: DictConfig, result: dict) -> None:
+    """The stage's outputs when there is nothing to compress (the report says why)."""
+    with staged_outputs() as staged:
+        staged.write_json(Path(cfg.paths.plots) / "compression.json", [])
+        staged.write_json(Path(cfg.paths.metrics) / "compression.json", {"detail": result})
+
+
 def summarize(cfg: DictConfig, result: dict) -> str:
     ci = level(cfg.evaluate.confidence)
     rows = {r["key"]: r for r in result["rows"]}

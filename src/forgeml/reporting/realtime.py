@@ -24,7 +24,7 @@ def compression_of(cfg) -> dict | None:
 def figures_of(cfg) -> dict[str, bytes]:
     compression = compression_of(cfg)
     return {"accuracy_vs_latency": accuracy_vs_latency(compression["rows"])} \
-        if compression else {}
+        if compression and compression.get("rows") else {}
 
 
 def section_of(cfg, level: str) -> dict | None:
@@ -46,6 +46,8 @@ def accuracy_vs_latency(rows: list[dict], metric: str = "accuracy") -> bytes:
 
 
 def section(compression: dict, level: str) -> dict:
+    if "skipped" in compression:
+        return {"skipped": compression["skipped"]}
     rows, gate = compression["rows"], compression["int8_gate"]
     fp32, best = rows[0], compression["recommendation"]
     by_key = {row["key"]: row for row in rows}
