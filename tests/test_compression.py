@@ -79,3 +79,25 @@ def test_latency_figures_are_ordered_and_positive():
     figures = latency(run, {"x": 1}, {"x": [0] * 64}, calls=50)
     assert 0 < figures["p50_ms"] <= figures["p99_ms"] and figures["throughput_per_s"] > 0
     assert math.isfinite(figures["throughput_per_s"])
+
+
+def test_a_scikit_learn_main_model_has_nothing_to_compress_and_the_report_says_so(tmp_path):
+    import json
+
+    from forgeml.config import compose
+    from forgeml.models.tfidf_lr import tfidf_lr
+    from forgeml.reporting import realtime
+    from forgeml.tasks.sentiment.compress import compress, summarize
+    from forgeml.tasks.sentiment.predictor import PREDICTOR_DIR, EstimatorTextPredictor
+
+    cfg = compose(["experiment=sentiment_minilm", "model=tfidf_lr",
+                   f"paths.models={tmp_path / 'models'}", f"paths.metrics={tmp_path / 'm'}",
+                   f"paths.plots={tmp_path / 'p'}"])
+    texts, labels = ["great fun", "dull and long", "a joy", "tedious"], [1, 0, 1, 0]
+    EstimatorTextPredictor(tfidf_lr(min_df=1).fit(texts, labels), ["rotten", "fresh"]).save(
+        tmp_path / "models" / PREDICTOR_DIR)
+    result = compress(cfg)
+    assert "scikit-learn pipeline" in summarize(cfg, result)
+    assert json.loads((tmp_path / "p" / "compression.json").read_text()) == []
+    assert realtime.section_of(cfg, "95%") == {"skipped": result["skipped"]}
+    assert realtime.figures_of(cfg) == {}
