@@ -218,6 +218,7 @@ def test_a_killed_worker_is_replaced_while_the_other_keeps_answering(pipeline_pr
     deadline = time.time() + 10  # gone (a connection it had accepted is lost with it)
     while time.time() < deadline and not _gone(before[0]):
         time.sleep(0.05)
+    time.sleep(0.5)  # the kernel drops the dead worker's socket from the SO_REUSEPORT group
     for _ in range(30):  # the surviving worker answers meanwhile
         assert _post(server["base"], good)[0] == 200
     deadline = time.time() + 60
