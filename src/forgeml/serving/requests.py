@@ -1,5 +1,6 @@
-"""Checking a request's JSON before it reaches a model: every problem is a RequestError with
-the HTTP status and a message that says what to send instead."""
+"""Checking inputs before they reach a model: a request's JSON (every problem is a RequestError
+with the HTTP status and a message that says what to send instead) and the column a batch
+prediction reads."""
 
 from __future__ import annotations
 
@@ -38,3 +39,13 @@ def whole_number(body: dict, name: str, default: int, low: int, high: int) -> in
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise RequestError(422, f"'{name}' must be a whole number from {low} to {high}.")
     return value
+
+
+def input_column(frame, name: str, what: str) -> list:
+    """The values of a batch prediction's input column, or a DataError naming the fix."""
+    from forgeml.errors import DataError
+
+    if name not in frame.columns:
+        raise DataError(f"The input has no '{name}' column (it has {list(frame.columns)}); "
+                        f"name the {what} column with --column.")
+    return frame[name].tolist()

@@ -10,7 +10,7 @@ import pandas as pd
 
 from forgeml.errors import DataError
 from forgeml.serving.bundle import Bundle
-from forgeml.serving.requests import RequestError, items, whole_number
+from forgeml.serving.requests import RequestError, input_column, items, whole_number
 
 
 class RecommenderEndpoint:
@@ -22,7 +22,12 @@ class RecommenderEndpoint:
         self.user_codes = {u: i for i, u in enumerate(self.catalog["user_ids"])}
         self.n_items = len(self.catalog["item_ids"])
         with np.load(bundle.file("seen.npz"), allow_pickle=False) as arrays:
-            self.seen_user, self.seen_item = arrays["user"], arrays["item"]
+            users, items = arrays["user"], arrays["item"]
+        # Each user's seen items as one slice of a user-sorted array (looked up per request).
+        order = np.argsort(users, kind="stable")
+        self.seen_items = items[order]
+        self.seen_start = np.concatenate([[0], np.cumsum(np.bincount(
+            users, minlength=len(self.user_codes)))])
 
     def codes(self, users: list) -> np.ndarray:
         unknown = [u for u in users if str(u) not in self.user_codes]
@@ -35,10 +40,8 @@ class RecommenderEndpoint:
     def top_k(self, codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         scores = self.run({"users": codes}).copy()
         # Each user's seen items are never recommended again.
-        row_of = {code: row for row, code in enumerate(codes.tolist())}
-        hit = np.isin(self.seen_user, codes)
-        rows = np.array([row_of[u] for u in self.seen_user[hit].tolist()], dtype=np.int64)
-        scores[rows, self.seen_item[hit]] = -np.inf
+        for row, code in enumerate(codes.tolist()):
+            scores[row, self.seen_items[self.seen_start[code]:self.seen_start[code + 1]]] = -np.inf
         top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         return top, np.take_along_axis(scores, top, axis=1)
 
@@ -61,11 +64,7 @@ class RecommenderEndpoint:
 
     def rows(self, frame: pd.DataFrame, column: str | None, first_row: int,
              k: int = 10) -> pd.DataFrame:
-        column = column or self.default_column
-        if column not in frame.columns:
-            raise DataError(f"The input has no '{column}' column (it has {list(frame.columns)}); "
-                            "name the user column with --column.")
-        users = [str(u) for u in frame[column].tolist()]
+        users = [str(u) for u in input_column(frame, column or self.default_column, "user")]
         try:
             codes = self.codes(users)
         except RequestError as err:

@@ -26,19 +26,9 @@ class AllItemScores(nn.Module):
 
 
 def exportable(uri: str, run_id: str) -> Exportable:
-    import json
+    from forgeml.tasks.recsys.recommend import logged_files
 
-    from forgeml.errors import TrackingError
-    from forgeml.saved_network import download_network
-    from forgeml.tracking import display_uri, download
-
-    network = download_network(uri, run_id)
-    try:
-        folder = download(uri, run_id, "recommender")
-        catalog = json.loads((folder / "catalog.json").read_text(encoding="utf-8"))
-    except Exception as err:  # noqa: BLE001 - MLflow raises several kinds for a missing file
-        raise TrackingError(f"Cannot load the catalogue of run {run_id} from "
-                            f"{display_uri(uri)}: {str(err).splitlines()[0][:200]}") from None
+    network, folder, catalog = logged_files(uri, run_id)
     return Exportable(
         module=AllItemScores(network, len(catalog["item_ids"])), input_names=["users"],
         output_name="scores", dynamic_axes={"users": {0: "batch"}},

@@ -99,9 +99,9 @@ def load_logged(uri: str, run_id: str) -> LoggedRecommender | ExportedRecommende
     return load_network_recommender(uri, run_id)
 
 
-def load_network_recommender(uri: str, run_id: str) -> LoggedRecommender:
+def logged_files(uri: str, run_id: str) -> tuple:
+    """The run's network, its `recommender/` folder (catalog.json, seen.npz) and catalogue."""
     from forgeml.saved_network import download_network
-    from forgeml.tasks.recsys.network import seen_items
     from forgeml.tracking import display_uri, download
 
     network = download_network(uri, run_id)
@@ -111,6 +111,13 @@ def load_network_recommender(uri: str, run_id: str) -> LoggedRecommender:
     except Exception as err:  # noqa: BLE001 - MLflow raises several kinds for a missing file
         raise TrackingError(f"Cannot load the catalog of run {run_id} from {display_uri(uri)}: "
                             f"{str(err).splitlines()[0][:200]}") from None
+    return network, folder, catalog
+
+
+def load_network_recommender(uri: str, run_id: str) -> LoggedRecommender:
+    from forgeml.tasks.recsys.network import seen_items
+
+    network, folder, catalog = logged_files(uri, run_id)
     return LoggedRecommender(network, catalog,
                              seen_items(folder / "seen.npz", len(catalog["user_ids"])))
 

@@ -10,7 +10,7 @@ import pandas as pd
 from forgeml.errors import DataError
 from forgeml.serving.answers import labelled, labelled_columns
 from forgeml.serving.bundle import Bundle
-from forgeml.serving.requests import RequestError, items
+from forgeml.serving.requests import RequestError, input_column, items
 
 MAX_CHARS = 20_000  # far beyond max_length tokens: longer texts are refused, not truncated
 
@@ -55,11 +55,7 @@ class TextEndpoint:
 
     def rows(self, frame: pd.DataFrame, column: str | None, first_row: int,
              k: int = 10) -> pd.DataFrame:
-        column = column or self.default_column
-        if column not in frame.columns:
-            raise DataError(f"The input has no '{column}' column (it has {list(frame.columns)}); "
-                            "name the text column with --column.")
-        texts = frame[column].tolist()
+        texts = input_column(frame, column or self.default_column, "text")
         for i, text in enumerate(texts):
             if not isinstance(text, str) or not text.strip():
                 raise DataError(f"row {first_row + i} has no text; nothing was written. Remove "
