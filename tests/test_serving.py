@@ -118,14 +118,15 @@ def server(pipeline_project, exported):
     port = free_port()
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
+    log = pipeline_project / "serve.log"  # not a pipe nobody drains: a full one blocks the server
     process = subprocess.Popen(
         [FORGEML, "serve", "--run", _run_id(pipeline_project), "--pipeline", "digits",
          "--port", str(port), "--max-batch", "64", "--max-body-kb", "256", "--workers", "2"],
-        cwd=pipeline_project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=pipeline_project, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
         start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        assert wait_until_up(f"{base}/health", 60), process.stdout.read1().decode()
+        assert wait_until_up(f"{base}/health", 60), log.read_text()
         yield {"base": base, "process": process}
     finally:
         os.killpg(process.pid, signal.SIGTERM)
@@ -207,8 +208,14 @@ def test_a_killed_worker_is_replaced_while_the_other_keeps_answering(pipeline_pr
     import psutil
 
     def workers() -> list:
-        return [c for c in psutil.Process(server["process"].pid).children()
-                if "resource_tracker" not in " ".join(c.cmdline())]
+        alive = []
+        for child in psutil.Process(server["process"].pid).children():
+            try:  # a child that is exiting or not yet reaped is not a worker
+                if "resource_tracker" not in " ".join(child.cmdline()):
+                    alive.append(child)
+            except (psutil.ZombieProcess, psutil.NoSuchProcess):
+                continue
+        return alive
 
     images, _ = _test_split(pipeline_project)
     good = json.dumps({"images": images[:2].tolist()}).encode()
@@ -364,7 +371,8 @@ def test_follow_champion_switches_to_a_new_champion_without_dropping_requests(
     process = subprocess.Popen(
         [FORGEML, "serve", "--run", "champion", "--pipeline", "digits", "--port", str(port),
          "--follow-champion", "1", "--tracking-uri", uri], cwd=tmp_path, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        stdout=(tmp_path / "serve.log").open("wb"), stderr=subprocess.STDOUT,
+        start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     good = json.dumps({"images": images[:3].tolist()}).encode()
     failures, answered_by = [], []
@@ -376,7 +384,7 @@ def test_follow_champion_switches_to_a_new_champion_without_dropping_requests(
             (answered_by.append(answer["run_id"]) if status == 200 else failures.append(answer))
 
     try:
-        assert wait_until_up(f"{base}/health", 60), process.stdout.read1().decode()
+        assert wait_until_up(f"{base}/health", 60), (tmp_path / "serve.log").read_text()
         asker = threading.Thread(target=keep_asking)
         asker.start()
         client.set_registered_model_alias("digits", "champion", versions[1])

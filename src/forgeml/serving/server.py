@@ -122,6 +122,7 @@ def supervise(options: ServeOptions, run_id: str) -> None:
         while not stopping:
             for sentinel in wait([w.sentinel for w in workers], timeout=0.5):
                 index = next(i for i, w in enumerate(workers) if w.sentinel == sentinel)
+                workers[index].join()  # reap it now: no zombie left beside its replacement
                 if not stopping:
                     log.warning("worker %s exited (%s); starting another",
                                 workers[index].pid, workers[index].exitcode)
