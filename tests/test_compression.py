@@ -45,6 +45,27 @@ def test_pruning_removes_units_and_the_result_saves_and_loads(network, tmp_path)
     assert F.cosine_similarity(pruned(example).flatten(), model(example).flatten(), 0) > 0.5
 
 
+def test_pruning_the_transformer_drops_whole_heads_and_units_and_reloads(tmp_path):
+    from forgeml.models.minilm_classifier import MiniLMClassifier
+
+    model = MiniLMClassifier(max_length=16).eval()
+    ids = torch.randint(1000, 2000, (3, 12), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[0, 8:] = 0
+    pruned = prune(model, (ids[:2], mask[:2]), 0.5).eval()
+    layer = pruned.encoder.encoder.layer[0]
+    # Six of twelve 32-wide heads and half the 1,536 feed-forward units; the residual width
+    # (embeddings, LayerNorms) and the classes stay.
+    assert pruned.spec["attention_heads"] == 6 and layer.attention.self.query.out_features == 192
+    assert layer.intermediate.dense.out_features == 768
+    assert pruned.encoder.embeddings.word_embeddings.embedding_dim == 384
+    assert pruned(ids, mask).shape == (3, 2)
+    reloaded = load_network(save_network(pruned, tmp_path / "pruned")).eval()
+    assert torch.equal(reloaded(ids, mask), pruned(ids, mask))
+    encoder_params = sum(p.numel() for p in pruned.encoder.encoder.parameters())
+    assert encoder_params < 0.55 * sum(p.numel() for p in model.encoder.encoder.parameters())
+
+
 def test_distillation_loss_is_zero_soft_loss_when_student_matches_teacher():
     logits = torch.randn(8, 5)
     labels = logits.argmax(1)

