@@ -54,7 +54,7 @@ def browser():
     chrome.quit()
 
 
-def _render(browser, url: str, expected: list[str], screenshot: str) -> str:
+def _render(browser, url: str | None, expected: list[str], screenshot: str) -> str:
     """The page's visible text once everything `expected` is on it (its scripts fetch from the
     server and render), with a screenshot either way."""
     from selenium.common.exceptions import TimeoutException
@@ -65,7 +65,8 @@ def _render(browser, url: str, expected: list[str], screenshot: str) -> str:
         return browser.find_element(By.TAG_NAME, "body").text
 
     SHOTS.mkdir(parents=True, exist_ok=True)
-    browser.get(url)
+    if url is not None:  # None: the page already open, after a click
+        browser.get(url)
     try:
         WebDriverWait(browser, 60, poll_frequency=0.5).until(
             lambda _: all(e in text() for e in expected))
@@ -113,6 +114,14 @@ def test_the_experiment_opens_on_its_runs_with_their_data_sets(ui, browser):
                    [*names, "digits-train"], "experiment.png")
     assert "Training runs of the ForgeML pipeline 'digits'" in text  # the description
     assert "Tool calls" not in text and "Detect Issues" not in text  # not GenAI's overview
+    # A run's compressed variants are its children: collapsed under it until expanded.
+    assert "compressed: ONNX int8" not in text
+    from selenium.webdriver.common.by import By
+
+    browser.find_element(By.CSS_SELECTOR,
+                         "button[data-component-id*='runnamecellrenderer']").click()
+    _render(browser, None, ["compressed: ONNX int8 (dynamic quantisation)",
+                            "compressed: distilled student"], "experiment-expanded.png")
 
 
 def test_a_run_page_shows_the_verdict_data_sets_and_metrics(ui, browser):
