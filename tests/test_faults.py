@@ -17,6 +17,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import BIN, killed_at, make_project, run
+from forgeml.tracking import TOP_LEVEL
 
 FORGEML, DVC = str(BIN / "forgeml"), str(BIN / "dvc")
 MID_EPOCH = "forgeml.training.classifier:Classifier.training_step@100"  # epoch 3 of 5 (40 steps)
@@ -31,7 +32,8 @@ def client(project: Path) -> MlflowClient:
 
 def runs(project: Path, experiment: str = "digits") -> list:
     found = client(project).get_experiment_by_name(experiment)
-    return client(project).search_runs([found.experiment_id]) if found else []
+    return client(project).search_runs([found.experiment_id], filter_string=TOP_LEVEL) \
+        if found else []
 
 
 def running(project: Path) -> list[str]:

@@ -14,6 +14,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from conftest import BIN, run
+from forgeml.tracking import TOP_LEVEL
 
 
 def _client(project) -> MlflowClient:
@@ -23,7 +24,8 @@ def _client(project) -> MlflowClient:
 def _the_run(project):
     client = _client(project)
     experiment = client.get_experiment_by_name("digits")
-    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
+    runs = client.search_runs([experiment.experiment_id], filter_string=TOP_LEVEL,
+                              order_by=["attributes.start_time ASC"])
     return client, runs
 
 
@@ -87,6 +89,45 @@ def test_mlflow_run_holds_params_metrics_lineage_artifacts_and_model(pipeline_pr
     probs = model.predict(images["images"][:200].numpy())
     assert np.allclose(probs.sum(1), 1, atol=1e-5)
     assert (probs.argmax(1) == images["labels"][:200].numpy()).mean() > 0.85
+
+
+def test_the_run_carries_what_the_mlflow_ui_shows(pipeline_project):
+    """Experiment kind and description, dataset inputs per split, the verdict as description,
+    lists as short params, system metrics while training."""
+    client, runs = _the_run(pipeline_project)
+    run_ = runs[0]
+    experiment = client.get_experiment(run_.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert "pipeline 'digits'" in experiment.tags["mlflow.note.content"]
+    card = json.loads((pipeline_project / "data/prepared/digits/data_card.json").read_text())
+    inputs = {i.dataset.name: i for i in run_.inputs.dataset_inputs}
+    assert set(inputs) == {"digits-train", "digits-val", "digits-test"}
+    for split, context in [("train", "training"), ("val", "validation"), ("test", "test")]:
+        dataset = inputs[f"digits-{split}"]
+        assert {t.key: t.value for t in dataset.tags}["mlflow.data.context"] == context
+        assert card["data_hash"].startswith(dataset.dataset.digest)
+        assert json.loads(dataset.dataset.profile)["num_rows"] == card["counts"][split]
+        columns = json.loads(dataset.dataset.schema)["mlflow_colspec"]
+        assert [c["name"] for c in columns] == ["image", "label"]
+    # Each compressed variant is a child of the run, with its accuracy and latency.
+    children = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{run_.info.run_id}'")
+    compression = json.loads((pipeline_project / "metrics/digits/compression.json").read_text())
+    assert sorted(c.data.tags["forgeml.child"] for c in children) == sorted(
+        f"compress/{row['key']}" for row in compression["detail"]["rows"])
+    for child in children:
+        key = child.data.tags["forgeml.child"].split("/")[1]
+        assert child.data.metrics["test/acc"] == compression[f"{key}_acc"]
+        assert child.data.tags["forgeml.data_hash"] == card["data_hash"]
+    report = (pipeline_project / "reports/digits/report.md").read_text()
+    description = run_.data.tags["mlflow.note.content"]
+    assert description.split("\n")[0].split(". ")[0] in report
+    assert run_.data.params["data.class_names"] == "0, 1, 2, 3, 4, 5, 6, 7, 8, 9"
+    assert any(k.startswith("system/cpu_utilization") for k in run_.data.metrics)
+    # Per-epoch curves are indexed by epoch (1..5), not by optimizer step.
+    assert [m.step for m in client.get_metric_history(run_.info.run_id, "val/loss")] == [
+        1, 2, 3, 4, 5]
 
 
 def test_second_repro_reruns_nothing(pipeline_project):

@@ -59,6 +59,11 @@ def test_a_better_challenger_is_promoted(project):
     assert str(client.get_model_version_by_alias("digits", "challenger").version) == "2"
     old = client.get_model_version("digits", "1").tags
     assert old["forgeml.retrain.last_outcome"] == "replaced"
+    # The champion's registry page says what it scored, on which data, and why it won.
+    champion = client.get_model_version("digits", "2")
+    assert champion.description.startswith(f"Run {champion.run_id} on data ")
+    assert "test acc 0." in champion.description and "interval" in champion.description
+    assert "Promoted to champion: challenger acc" in champion.description
 
 
 @pytest.mark.slow  # each retrain reruns the pipeline: ~30-45 s

@@ -96,7 +96,21 @@ def test_mlflow_run_records_tokens_per_second_memory_and_a_text_model(project):
     assert run_.data.params["model.strategy"] == "full"
     assert run_.data.tags["forgeml.data_hash"].startswith("sha256:")
     baselines = client.get_experiment_by_name("sentiment-baselines")
-    assert len(client.search_runs([baselines.experiment_id])) == 4
+    trained = client.search_runs([baselines.experiment_id])
+    assert len(trained) == 4
+    # Each baseline, scored on the same test texts, is a child of the model's run in MLflow's
+    # UI, pointing at the run that trained it.
+    children = client.search_runs([run_.info.experiment_id], filter_string=(
+        f"tags.`mlflow.parentRunId` = '{run_.info.run_id}' and tags.`forgeml.kind` = 'baseline'"))
+    evaluation = json.loads((project / "eval/sentiment/evaluation.json").read_text())
+    baseline_names = [n for n in evaluation["order"] if n != "model"]
+    assert sorted(c.data.tags["forgeml.child"] for c in children) == sorted(
+        f"baseline/{n}" for n in baseline_names)
+    for child in children:
+        name = child.data.tags["forgeml.child"].split("/")[1]
+        assert child.data.metrics["test/acc"] == evaluation["models"][name]["acc"]
+        if name != "majority":
+            assert child.data.tags["forgeml.trained_in"] in {r.info.run_id for r in trained}
     import mlflow
     import mlflow.pyfunc
 

@@ -25,6 +25,7 @@ class LoggerSchema:
     experiment_name: str = MISSING
     log_model: bool = MISSING
     connect_timeout_s: float = MISSING
+    system_metrics_interval_s: float | None = MISSING  # CPU/memory/GPU samples; 0: off
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import socket
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from forgeml.config import config_hash, find_config_dir
 from forgeml.credentials import (
@@ -150,13 +151,129 @@ def client(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
-def start_run(uri: str, experiment_name: str, tags: dict[str, str], run_name: str) -> str:
-    """A new run (the experiment is created on first use); returns its id."""
+def pipeline_description(cfg: DictConfig) -> str:
+    """What an experiment of pipeline runs holds, shown on its page in MLflow's UI."""
+    dvc_file = OmegaConf.select(cfg, "pipeline.dvc_file", default="dvc.yaml")
+    return (f"Training runs of the ForgeML pipeline '{cfg.pipeline.name}' (task "
+            f"{cfg.pipeline.task}), one per `dvc repro {dvc_file}` or `dvc exp run` that "
+            "trains, each with its data set, parameters, per-epoch metrics, evaluation, "
+            "report and model; a run's description is its report's verdict. Scheduled "
+            f"retraining decisions are in '{cfg.pipeline.name}-retrain'.")
+
+
+# Pipeline runs, not their children (compressed variants, baselines), in a search filter.
+TOP_LEVEL = "tags.`mlflow.parentRunId` IS NULL"
+
+# MLflow's UI opens an experiment of this kind on its training runs (not on GenAI traces).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
+def experiment_id(uri: str, experiment_name: str, description: str) -> str:
+    """The experiment's id, created on first use; every experiment ForgeML writes to carries
+    the kind tag and a description (`mlflow.note.content`) saying what produces its runs."""
     mlflow_client = client(uri)
     experiment = mlflow_client.get_experiment_by_name(experiment_name)
-    experiment_id = experiment.experiment_id if experiment else \
-        mlflow_client.create_experiment(experiment_name)
-    return mlflow_client.create_run(experiment_id, tags=tags, run_name=run_name).info.run_id
+    tags = {**EXPERIMENT_KIND, "mlflow.note.content": description}
+    if experiment is None:
+        return mlflow_client.create_experiment(experiment_name, tags=tags)
+    for key, value in tags.items():  # experiments made before these tags existed
+        if key not in experiment.tags:
+            mlflow_client.set_experiment_tag(experiment.experiment_id, key, value)
+    return experiment.experiment_id
+
+
+def start_run(uri: str, experiment_name: str, tags: dict[str, str], run_name: str,
+              description: str) -> str:
+    """A new run (the experiment is created on first use); returns its id."""
+    return client(uri).create_run(experiment_id(uri, experiment_name, description), tags=tags,
+                                  run_name=run_name).info.run_id
+
+
+@contextlib.contextmanager
+def system_metrics(uri: str, run_id: str | None, interval_s: float | None) -> Iterator[None]:
+    """MLflow's CPU / memory / disk / network (and GPU, where there is one) sampler on the run
+    while the block runs, every `interval_s` seconds (off for 0 or None); it continues the
+    step count of a resumed run."""
+    if not interval_s or run_id is None:
+        yield
+        return
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=interval_s, resume_logging=True,
+                                   tracking_uri=uri)
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()
+        # The samples since the last write (all of them, for a run shorter than the interval).
+        if last := monitor.aggregate_metrics():
+            monitor.publish_metrics(last)
+            monitor.mlflow_logger.flush()
+
+
+def log_child_run(uri: str, parent_run_id: str, key: str, name: str,
+                  metrics: dict[str, float], tags: dict[str, str] | None = None) -> str:
+    """A finished child of `parent_run_id` (its experiment; MLflow's UI nests it under the
+    parent and compares it with it) holding `metrics`. `key` names the child among its
+    siblings: logging the same key again (a stage rerun after a crash) updates that child
+    instead of adding a second one."""
+    mlflow_client = client(uri)
+    parent = mlflow_client.get_run(parent_run_id)
+    found = mlflow_client.search_runs(
+        [parent.info.experiment_id], max_results=1,
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}' and "
+                      f"tags.`forgeml.child` = '{key}'")
+    if found:
+        run_id = found[0].info.run_id
+    else:
+        run_id = mlflow_client.create_run(
+            parent.info.experiment_id, run_name=name,
+            tags={"mlflow.parentRunId": parent_run_id, "forgeml.child": key,
+                  **{k: v for k, v in parent.data.tags.items()
+                     if k.startswith("forgeml.") and k not in ("forgeml.pid", "forgeml.host")},
+                  **(tags or {})}).info.run_id
+    log_metrics(uri, run_id, {k: v for k, v in metrics.items() if v is not None})
+    mlflow_client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+def ui_page(base: str, experiment_id: str, run_id: str | None = None) -> str:
+    """The experiment's (or run's) page in MLflow's UI, in its model-training view: MLflow 3
+    opens every experiment in its GenAI view unless the link or the user's toggle says so."""
+    path = f"#/experiments/{experiment_id}" + (f"/runs/{run_id}" if run_id else "")
+    return f"{base.rstrip('/')}/{path}?workflowType=machine_learning"
+
+
+def describe_run(uri: str, run_id: str, text: str) -> None:
+    """The run's description in MLflow's UI (its Overview and the runs table)."""
+    client(uri).set_tag(run_id, "mlflow.note.content", redact(text)[:5000])
+
+
+SPLIT_CONTEXTS = {"train": "training", "val": "validation", "test": "test"}
+
+
+def log_datasets(uri: str, run_id: str, name: str, card: dict, schema: str | None) -> None:
+    """The prepared data as MLflow dataset inputs (the runs table's Dataset column; runs filter
+    by it): one per split, named after the data, digest = the data hash, with the split's rows."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    digest = str(card.get("data_hash", "unknown")).removeprefix("sha256:")[:16]
+    source = json.dumps({"source": card.get("source", "unknown"),
+                         "origin": card.get("origin", card.get("source", "unknown"))})
+    inputs = []
+    for split, context in SPLIT_CONTEXTS.items():
+        count = card.get("counts", {}).get(split)
+        if count is None:
+            continue
+        rows = sum(count.values()) if isinstance(count, dict) else int(count)
+        profile = json.dumps({"split": split, "num_rows": rows})
+        inputs.append(DatasetInput(
+            Dataset(name=f"{name}-{split}", digest=digest, source_type="local", source=source,
+                    schema=schema, profile=profile),
+            tags=[InputTag("mlflow.data.context", context)]))
+    if inputs:
+        client(uri).log_inputs(run_id, datasets=inputs)
 
 
 def owner_tags() -> dict[str, str]:
@@ -215,10 +332,20 @@ def shown_value(key: str, value: Any) -> str:
     return MASK if is_secret_key(key) else redact(str(value))
 
 
+def param_value(value: Any) -> Any:
+    """Lists as short comma-separated strings that compare well side by side in MLflow's UI;
+    a long one (e.g. 100 class names) by its length, the whole list being in the config
+    artifact."""
+    if not isinstance(value, list | tuple):
+        return value
+    text = ", ".join(map(str, value))
+    return text if len(text) <= 120 else f"{len(value)} items (see config/config.yaml)"
+
+
 def log_params(uri: str, run_id: str, params: dict[str, Any]) -> None:
     from mlflow.entities import Param
 
-    items = [Param(k, shown_value(k, v)[:6000]) for k, v in sorted(params.items())]
+    items = [Param(k, shown_value(k, param_value(v))[:6000]) for k, v in sorted(params.items())]
     mlflow_client = client(uri)
     for start in range(0, len(items), _PARAM_CHUNK):
         mlflow_client.log_batch(run_id, params=items[start:start + _PARAM_CHUNK])
@@ -303,7 +430,8 @@ def previous_runs(uri: str, experiment_name: str, exclude_run_id: str,
         return []
     runs = mlflow_client.search_runs(
         [experiment.experiment_id],
-        filter_string=f"attributes.status = 'FINISHED' and metrics.`{metric}` >= 0",
+        filter_string=f"attributes.status = 'FINISHED' and metrics.`{metric}` >= 0 and "
+                      f"{TOP_LEVEL}",
         order_by=["attributes.start_time DESC"], max_results=limit + 1)
     return [{
         "run_id": run.info.run_id,

@@ -107,6 +107,13 @@ def write(cfg: DictConfig, result: dict, artifacts: list[tuple[Path, str]]) -> N
         tracking.log_artifacts(uri, run_id, [metrics, table_file], "compression")
         for path, artifact_path in artifacts:
             tracking.log_artifacts(uri, run_id, [path], artifact_path)
+        for row in rows:  # each variant beside the model in MLflow's UI
+            tracking.log_child_run(
+                uri, run_id, f"compress/{row['key']}", f"compressed: {row['name']}",
+                {"test/acc": row["acc"], "latency/p50_ms": row["p50_ms"],
+                 "latency/p99_ms": row["p99_ms"], "size_mb": row["size_mb"],
+                 "throughput_per_s": row["throughput_per_s"]},
+                {"forgeml.kind": "compressed variant"})
 
 
 def write_skipped(cfg: DictConfig, result: dict) -> None:

@@ -48,8 +48,12 @@ def lineage(cfg: DictConfig, run: dict, tags: dict[str, str], uri: str) -> dict:
     repro = "dvc repro" if dvc_file == "dvc.yaml" else f"dvc repro {dvc_file}"
     default_store = uri.startswith("sqlite:///") and uri.endswith("/mlflow.db")
     shown_uri = "sqlite:///mlflow.db" if default_store else tracking.display_uri(uri)
-    compare = f"open {shown_uri} in a browser" if uri.startswith(("http://", "https://")) \
+    server = uri.startswith(("http://", "https://"))
+    compare = f"open {shown_uri} in a browser" if server \
         else f"mlflow ui --backend-store-uri {shown_uri}"
+    page = tracking.ui_page(tracking.display_uri(uri) if server else "http://127.0.0.1:5000",
+                            tracking.client(uri).get_run(run["run_id"]).info.experiment_id,
+                            run["run_id"])
     rows = [
         ("MLflow run", run["run_id"]),
         ("MLflow experiment", run["experiment_name"]),
@@ -61,4 +65,4 @@ def lineage(cfg: DictConfig, run: dict, tags: dict[str, str], uri: str) -> dict:
     if exp:
         rows.append(("DVC experiment", exp))
     return {"run_id": run["run_id"], "rows": rows, "reproduce": f"{checkout} && {repro}",
-            "compare": compare}
+            "compare": compare, "page": page}

@@ -206,9 +206,13 @@ def write(cfg: DictConfig, sections: ReportSections) -> Path:
     ctx = build_context(cfg, sections)
     card, run = ctx.card, ctx.run
     columns, cells = sections.history(ctx)
+    verdict = sections.verdict(ctx)
+    # What the run concluded, on its page and in the runs table of MLflow's UI.
+    tracking.describe_run(ctx.uri, run["run_id"], " ".join(verdict.sentences) + (
+        "\n\nThe full report is the artifact `report/report.html` (Artifacts tab)."))
     context = {
         "title": f"{cfg.pipeline.name}: {sections.title(ctx)}",
-        "verdict": sections.verdict(ctx),
+        "verdict": verdict,
         "comparison": sections.comparison(ctx),
         "training_note": sections.training_note(ctx),
         "data_card": [(name, card[key]) for name, key in (

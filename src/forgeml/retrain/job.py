@@ -224,6 +224,13 @@ def _judge(root: Path, cfg: DictConfig, settings: RetrainSettings, uri: str, pip
             "forgeml.retrain.last_challenger": version,
             "forgeml.retrain.last_outcome": "replaced" if promote else "kept",
             f"forgeml.retrain.{settings.metric}_now": f"{metrics['champion']:.6f}"})
+    data_hash = tracking.client(uri).get_run(run_id).data.tags.get("forgeml.data_hash", "?")
+    registry.describe_version(uri, pipeline, version, (
+        f"Run {run_id} on data {data_hash.removeprefix('sha256:')[:12]}: test "
+        f"{settings.metric} {metrics['challenger']:.4f} ({level(ci)} interval "
+        f"{metrics['challenger_ci_low']:.4f} to {metrics['challenger_ci_high']:.4f}) on "
+        f"{len(challenger):,} examples. {'Promoted to champion' if promote else 'Not promoted'}"
+        f": {reason}."))
     registry.decide(uri, pipeline, version, promote, tags)
     return result
 
@@ -255,8 +262,10 @@ def _record(uri: str, pipeline: str, decision: dict, metrics: dict) -> dict:
 
     client = tracking.client(uri)
     name = f"{pipeline}-retrain"
-    experiment = client.get_experiment_by_name(name)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
+    experiment_id = tracking.experiment_id(
+        uri, name, f"Decisions of `forgeml retrain {pipeline}` (scheduled retraining): one run "
+                   "per retrain, tagged with the decision (promoted, kept, nothing changed, "
+                   "failed) and why, with the challenger's and the champion's metrics.")
     flat = {k: v for k, v in decision.items() if k not in ("drift", "metrics")}
     run = client.create_run(experiment_id, run_name=f"{decision['decision']}",
                             tags={f"forgeml.retrain.{k}": tracking.shown_value(k, v)[:5000]

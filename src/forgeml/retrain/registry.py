@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 from forgeml import tracking
+from forgeml.credentials import redact
 from forgeml.errors import TrackingError
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -86,6 +87,12 @@ def decide(uri: str, pipeline: str, version: str, promote: bool, tags: dict[str,
                                  "promoted" if promote else "rejected")
     if promote:
         client.set_registered_model_alias(pipeline, CHAMPION, version)
+
+
+def describe_version(uri: str, pipeline: str, version: str, text: str) -> None:
+    """The version's description on its registry page: what it scored and why it was (not)
+    promoted."""
+    _client(uri).update_model_version(pipeline, version, description=redact(text))
 
 
 def tag_version(uri: str, pipeline: str, version: str, tags: dict[str, str]) -> None:

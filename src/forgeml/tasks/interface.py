@@ -61,6 +61,9 @@ class Task:
     stages: Mapping[str, Callable[[], Stage]] = field(default_factory=dict)
     retraining: Callable[[], Retraining] | None = None  # imported only by `forgeml retrain`
     serving: Callable[[], Serving] | None = None  # imported only by export, serve, predict
+    # One prepared example's fields as MLflow schema entries ({"name", "type", ...}), from the
+    # data card: the schema of the run's dataset inputs in the MLflow UI.
+    dataset_columns: Callable[[dict], list[dict]] = lambda card: []
 
     def stage(self, name: str) -> Stage:
         if name not in self.stages:

@@ -22,6 +22,7 @@ from forgeml.config import flatten, instantiate
 from forgeml.errors import ForgeMLError, TrainingError
 from forgeml.io import StagedOutputs, staged_outputs
 from forgeml.resume import ResumePoint, progress_state, restore_progress
+from forgeml.tasks import task_of
 from forgeml.training.callbacks import DivergenceCheck, TrainingClock
 
 # Rank 0 tells the DDP worker ranks it launches which checkpoint they all resume from.
@@ -44,12 +45,15 @@ class FittedRun:
 def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
         finish: Callable[[FittedRun], dict], extra_callbacks: list | None = None,
         monitor: str = "val/loss", mode: str = "min", clock: TrainingClock | None = None,
-        divergence_advice: str = "or check the data") -> dict | None:
+        divergence_advice: str = "or check the data", step_by_epoch: bool = True
+        ) -> dict | None:
     """Train `module`, resuming the same MLflow run from the last checkpoint when the same
     config, data and code were interrupted; the checkpoint best by `monitor` is loaded back
     into it before `finish` adds the task's summary. Returns the run record (None on other
     DDP ranks). `clock`: the training clock, when the module reads it too (tokens/s per
-    validation); `divergence_advice` ends the message of a diverged run."""
+    validation); `divergence_advice` ends the message of a diverged run; `step_by_epoch`:
+    MLflow's step of a metric is its epoch (False: the optimizer step, for training that
+    validates every N steps)."""
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
     from pytorch_lightning.utilities import rank_zero_only
     from pytorch_lightning.utilities.exceptions import SIGTERMException
@@ -77,12 +81,13 @@ def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
     if stopping and stopping.enabled:
         callbacks.append(EarlyStopping(monitor=stopping.monitor, mode=stopping.mode,
                                        patience=stopping.patience))
-    logger = _run_logger(cfg.logger.experiment_name, uri, run_id)
+    logger = _run_logger(cfg.logger.experiment_name, uri, run_id, step_by_epoch)
     trainer = instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=logger,
                           default_root_dir=str(resume.folder), enable_model_summary=False)
     try:
         # Resume checkpoints hold plain containers and tensors only (see _ResumableProgress).
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        with tracking.system_metrics(uri, run_id, cfg.logger.system_metrics_interval_s):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except SIGTERMException:
         # Lightning ends a SIGTERMed fit with SystemExit(None), i.e. exit status 0: DVC would
         # take the stage as done and lock the previous outputs as this config's.
@@ -161,7 +166,11 @@ def _open_run(cfg: DictConfig, uri: str, card: dict, resume: ResumePoint
 def _start_run(cfg: DictConfig, uri: str, card: dict) -> str:
     tags = {**tracking.lineage_tags(cfg, card), **tracking.owner_tags()}
     name = f"{tags['forgeml.model'].lower()}-{cfg.data.name}-{tags['forgeml.config_hash'][:6]}"
-    run_id = tracking.start_run(uri, cfg.logger.experiment_name, tags, name)
+    run_id = tracking.start_run(uri, cfg.logger.experiment_name, tags, name,
+                                tracking.pipeline_description(cfg))
+    columns = task_of(cfg).dataset_columns(card)
+    tracking.log_datasets(uri, run_id, cfg.data.name, card,
+                          json.dumps({"mlflow_colspec": columns}) if columns else None)
     tracking.log_params(uri, run_id, flatten(cfg))
     tracking.log_dict(uri, run_id, OmegaConf.to_container(cfg, resolve=True),
                       "config/config.yaml")
@@ -169,12 +178,21 @@ def _start_run(cfg: DictConfig, uri: str, card: dict) -> str:
     return run_id
 
 
-def _run_logger(experiment_name: str, uri: str, run_id: str | None):
+def _run_logger(experiment_name: str, uri: str, run_id: str | None, step_by_epoch: bool):
     """Lightning's MLflow logger attached to our run; the run is ended by `fit`, after the
     outputs are committed, not by Lightning when fitting returns."""
     from pytorch_lightning.loggers import MLFlowLogger
 
     class RunLogger(MLFlowLogger):
+        def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+            # Lightning adds the (0-based) epoch to every logged dict: step = epochs done, as
+            # in the report's curves, so runs of different batch or data sizes line up by
+            # epoch in MLflow's UI.
+            if step_by_epoch and "epoch" in metrics:
+                metrics = dict(metrics)
+                step = int(metrics.pop("epoch")) + 1
+            super().log_metrics(metrics, step)
+
         def finalize(self, status: str = "success") -> None:
             if status != "success":
                 super().finalize(status)

@@ -57,4 +57,8 @@ TASK = Task(
             "compress": _compress, "report": _report},
     retraining=_retraining,
     serving=_serving,
+    dataset_columns=lambda card: [
+        {"name": "image", "type": "tensor",
+         "tensor-spec": {"dtype": "float32", "shape": [-1, *card.get("image_shape", [])]}},
+        {"name": "label", "type": "long"}],
 )

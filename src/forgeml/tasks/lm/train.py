@@ -61,7 +61,7 @@ def train(cfg: DictConfig) -> dict | None:
         return summary
 
     return fit(cfg, module, datamodule, card, finish, clock=clock,
-               divergence_advice="or raise train.warmup_steps")
+               divergence_advice="or raise train.warmup_steps", step_by_epoch=False)
 
 
 def summarize(cfg: DictConfig, record: dict) -> str:

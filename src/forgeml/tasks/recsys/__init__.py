@@ -51,4 +51,6 @@ TASK = Task(
     stages={"prepare": _prepare, "train": _train, "evaluate": _evaluate, "report": _report},
     retraining=_retraining,
     serving=_serving,
+    dataset_columns=lambda card: [{"name": "user", "type": "long"},
+                                  {"name": "item", "type": "long"}],
 )

@@ -59,4 +59,6 @@ TASK = Task(
     stages={"prepare": _prepare, "train": _train, "baselines": _baselines,
             "evaluate": _evaluate, "compress": _compress, "report": _report},
     serving=_serving,
+    dataset_columns=lambda card: [{"name": "text", "type": "string"},
+                                  {"name": "label", "type": "long"}],
 )

@@ -125,7 +125,9 @@ def evaluate(cfg: DictConfig) -> dict:
 
     results: dict[str, dict] = {}
     probabilities: dict[str, np.ndarray] = {}
-    for name, entry in load_models(cfg).items():
+    models = load_models(cfg)
+    entry_runs = {name: entry["record"] for name, entry in models.items()}
+    for name, entry in models.items():
         predictor: TextPredictor = entry["predictor"]
         probs = predictor.predict_proba(texts)
         probabilities[name] = probs
@@ -194,6 +196,16 @@ def evaluate(cfg: DictConfig) -> dict:
         metrics_file = staged.write_json(Path(cfg.paths.metrics) / "test.json", headline)
         tracking.log_metrics(uri, run["run_id"], {f"test/{k}": v for k, v in headline.items()})
         tracking.log_artifacts(uri, run["run_id"], [metrics_file, out], "evaluation")
+        for name, r in results.items():  # the baselines under the model in MLflow's UI
+            if name != MAIN:
+                trained_in = (entry_runs.get(name) or {}).get("run_id")
+                tracking.log_child_run(
+                    uri, run["run_id"], f"baseline/{name}", f"baseline: {r['label']}",
+                    {"test/acc": r["acc"], "test/f1_macro": r["f1_macro"],
+                     "test/roc_auc": r["roc_auc"], "test/ece": r["ece"],
+                     "test/seconds_per_1k": r["seconds_per_1k"]},
+                    {"forgeml.kind": "baseline",
+                     **({"forgeml.trained_in": trained_in} if trained_in else {})})
     return result
 
 
