@@ -31,8 +31,8 @@ def _browser() -> tuple[str, str]:
     if browser is None or driver is None:
         message = ("Chromium or its driver is missing: `sudo apt-get install chromium "
                    "chromium-driver` (Debian) to run the MLflow UI tests.")
-        if os.environ.get("CI"):
-            pytest.fail(message)  # CI installs both (.ci/run): a missing browser is a CI fault
+        if os.environ.get("FORGEML_REQUIRE_BROWSER"):
+            pytest.fail(message)  # .ci/run installed both: a missing browser is a CI fault
         pytest.skip(message)
     return browser, driver
 
