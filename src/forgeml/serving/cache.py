@@ -94,13 +94,19 @@ def run_files(uri: str, run_id: str, artifact_paths: list[str]) -> Path:
         return target
     staging = target.with_name(f".{target.name}.{os.getpid()}.partial")
     shutil.rmtree(staging, ignore_errors=True)
+    kept = []
+    if _intact(target, []):  # an intact copy of other files of the run: add to it
+        shutil.copytree(target, staging)
+        kept = [p for p in artifact_paths if _intact(target, [p])]
     for artifact_path in artifact_paths:
+        if artifact_path in kept:
+            continue
         source = download(uri, run_id, artifact_path)
         destination = staging / artifact_path
         destination.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if source.is_dir() else shutil.copy2)(source, destination)
     listed = {str(f.relative_to(staging)): sha256(f)
-              for f in sorted(staging.rglob("*")) if f.is_file()}
+              for f in sorted(staging.rglob("*")) if f.is_file() and f.name != FILES}
     (staging / FILES).write_text(json.dumps(listed, indent=1), encoding="utf-8")
     _publish(staging, target)
     return target

@@ -16,13 +16,17 @@ def load_logged(uri: str, run_id: str) -> tuple[GPT, Tokenizer]:
     from forgeml.tracking import display_uri
 
     network_path, tokenizer_path = f"model/artifacts/{ARTIFACT}", "config/tokenizer.json"
-    try:
-        folder = run_files(uri, run_id, [network_path, tokenizer_path])
-    except Exception as err:  # noqa: BLE001 - MLflow raises several kinds for a missing run
-        raise TrackingError(f"Cannot load the language model of run {run_id} from "
-                            f"{display_uri(uri)}: {str(err).splitlines()[0][:200]}") from None
-    network = load_network(folder / network_path)
+
+    def files(paths: list[str]):
+        try:
+            return run_files(uri, run_id, paths)
+        except Exception as err:  # noqa: BLE001 - MLflow raises several kinds for a missing run
+            raise TrackingError(f"Cannot load the language model of run {run_id} from "
+                                f"{display_uri(uri)}: {str(err).splitlines()[0][:200]}") from None
+
+    # The network is checked (and refused, if it is not one) before anything else is fetched.
+    network = load_network(files([network_path]) / network_path)
     if not isinstance(network, GPT):
         raise TrackingError(f"Run {run_id} did not log a language model "
                             f"(its model is a {type(network).__name__}).")
-    return network, load_tokenizer(folder / tokenizer_path)
+    return network, load_tokenizer(files([network_path, tokenizer_path]) / tokenizer_path)
