@@ -308,7 +308,7 @@ def test_a_text_model_exports_and_answers_like_its_predictor(tmp_path):
     texts = ["A triumph: funny, moving and beautifully acted.", "Dull.",
              "Overlong, but the last act almost redeems it " * 3]
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    run_id = tracking.start_run(uri, "sentiment", {}, "textcnn")
+    run_id = tracking.start_run(uri, "sentiment", {}, "textcnn", "a test store")
     log_model(uri, run_id, predictor, predictor.save(tmp_path / "predictor"), texts)
     manifest = export_run(cfg, uri, run_id, "sentiment", quantize=True, examples=64).manifest
     assert manifest["parity"]["onnx"]["max_abs_diff"] <= 1e-4
@@ -352,7 +352,7 @@ def test_follow_champion_switches_to_a_new_champion_without_dropping_requests(
     for seed in (1, 2):
         torch.manual_seed(seed)
         network = build_network(instantiate_network(cfg.model), 0.3, 0.4).eval()
-        run_id = tracking.start_run(uri, "digits", {}, f"seed{seed}")
+        run_id = tracking.start_run(uri, "digits", {}, f"seed{seed}", "a test store")
         log_network(uri, run_id, network, images[:2], output_transform="softmax")
         tracking.log_dict(uri, run_id, {"data": {"class_names": list(cfg.data.class_names),
                                                  "image_shape": list(cfg.data.image_shape)}},
