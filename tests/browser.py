@@ -42,7 +42,7 @@ def chrome() -> Iterator:
     binary, driver = find_browser()
     options = Options()
     options.binary_location = binary
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                      "--window-size=1600,1000"):
         options.add_argument(argument)
     browser = webdriver.Chrome(service=Service(driver), options=options)  # no driver download
