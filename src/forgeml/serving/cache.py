@@ -72,35 +72,38 @@ def bundle_for(uri: str, run_id: str, needs: str = "onnx") -> Bundle | None:
 FILES = "files.json"  # relative path -> SHA-256 of every cached file of a run
 
 
-def _intact(folder: Path, artifact_paths: list[str]) -> bool:
+def _verified(folder: Path) -> dict[str, str]:
+    """The cached files of a run (relative path -> SHA-256) if every one is intact, else {}."""
     from forgeml.saved_network import sha256
 
     try:
         listed = json.loads((folder / FILES).read_text(encoding="utf-8"))
-        return all(any(f == p or f.startswith(f"{p}/") for f in listed) for p in artifact_paths) \
-            and all(sha256(folder / f) == digest for f, digest in listed.items())
+        return listed if all(sha256(folder / f) == h for f, h in listed.items()) else {}
     except (OSError, ValueError, AttributeError):
-        return False
+        return {}
+
+
+def _holds(listed: dict[str, str], artifact_path: str) -> bool:
+    return any(f == artifact_path or f.startswith(f"{artifact_path}/") for f in listed)
 
 
 def run_files(uri: str, run_id: str, artifact_paths: list[str]) -> Path:
     """A folder holding the run's `artifact_paths` (files or folders) at the same relative
-    paths: cached, else downloaded from the store at `uri` (and cached)."""
+    paths: cached, else downloaded from the store at `uri` (and cached, beside the run's other
+    cached files)."""
     from forgeml.saved_network import sha256
     from forgeml.tracking import download
 
     target = cache_root().parent / "runs" / run_id
-    if _intact(target, artifact_paths):
+    listed = _verified(target)
+    missing = [p for p in artifact_paths if not _holds(listed, p)]
+    if not missing:
         return target
     staging = target.with_name(f".{target.name}.{os.getpid()}.partial")
     shutil.rmtree(staging, ignore_errors=True)
-    kept = []
-    if _intact(target, []):  # an intact copy of other files of the run: add to it
+    if listed:  # an intact copy of other files of the run: add to it
         shutil.copytree(target, staging)
-        kept = [p for p in artifact_paths if _intact(target, [p])]
-    for artifact_path in artifact_paths:
-        if artifact_path in kept:
-            continue
+    for artifact_path in missing:
         source = download(uri, run_id, artifact_path)
         destination = staging / artifact_path
         destination.parent.mkdir(parents=True, exist_ok=True)
