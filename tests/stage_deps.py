@@ -13,9 +13,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
 DVC_FILES = ("dvc.yaml", "pipelines/lm/dvc.yaml", "pipelines/recsys/dvc.yaml",
-             "pipelines/sentiment/dvc.yaml")
+             "pipelines/sentiment/dvc.yaml", "pipelines/gan/dvc.yaml")
 # The task packages: their stage and retraining loaders import lazily (forgeml.tasks.interface).
-TASK_PACKAGES = ("classification", "lm", "recsys", "sentiment")
+TASK_PACKAGES = ("classification", "generative", "lm", "recsys", "sentiment")
 # Read at run time without an import: the report templates.
 DATA_DEPS = {"report": {"src/forgeml/reporting/templates"}}
 
@@ -296,7 +296,12 @@ def declared_params(dvc_file: str, stage: str) -> tuple[set[str], str]:
 # Reads of a config the stage derives, not of the params file: the baselines stage trains each
 # baseline with its own `model` and paths (tasks/sentiment/baselines.baseline_config).
 DERIVED = {("sentiment", "baselines"): {"model", "model._target_", "paths.metrics",
-                                        "paths.models", "paths.plots"}}
+                                        "paths.models", "paths.plots"},
+           # The GAN's feature classifier (tasks/generative/network.features_config): its own
+           # model, optimizer and epochs, so changing the GAN's never retrains it; it keeps
+           # the hardware settings of `trainer`, declared key by key.
+           ("generative", "features"): {"model", "model._target_", "optimizer", "trainer",
+                                        "trainer.max_epochs", "train.early_stopping"}}
 
 
 def _covered(key: str, declared: set[str]) -> bool:

@@ -82,7 +82,7 @@ def test_cli_reports_unknown_override_without_traceback(tmp_path):
 
 EXPERIMENTS = sorted(path.stem for path in (CONF / "experiment").glob("*.yaml"))
 # What each task's train stage passes a network besides its config (from the data card).
-NETWORK_INPUTS = {"classification": {}, "lm": {"vocab_size": 65},
+NETWORK_INPUTS = {"classification": {}, "generative": {}, "lm": {"vocab_size": 65},
                   "recsys": {"num_users": 10, "num_items": 20}, "sentiment": {"num_classes": 2}}
 
 

@@ -1,6 +1,6 @@
 """`forgeml`: the stage commands that dvc.yaml calls (the task registry picks the stage),
-compose, and the serving and operations commands: generate, recommend, predict, retrain,
-rollback. Heavy imports stay lazy."""
+compose, and the serving and operations commands: generate, sample, recommend, predict,
+retrain, rollback. Heavy imports stay lazy."""
 
 from __future__ import annotations
 
@@ -78,6 +78,12 @@ def baselines(params: ParamsOption = Path("params.yaml")) -> None:
 
 
 @app.command()
+def features(params: ParamsOption = Path("params.yaml")) -> None:
+    """Train the frozen classifier whose features score generated images (gan)."""
+    _run_stage("features", params)
+
+
+@app.command()
 def evaluate(params: ParamsOption = Path("params.yaml")) -> None:
     """Test-split metrics with intervals and baselines; logged into the training run."""
     _run_stage("evaluate", params)
@@ -129,6 +135,37 @@ def generate(
     network, tokenizer = load_logged(uri, resolve_run(uri, run, pipeline))
     text, _ = generate_text(network, tokenizer, prompt, max_new_tokens, temperature, top_k, seed)
     print(prompt + text)
+
+
+@app.command()
+def sample(
+    run: Annotated[str, typer.Option(
+        "--run", help="MLflow run id, or 'champion' (the registered model's champion).")],
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help="grid.png (one row per class) or samples.npz (arrays).")],
+    n: Annotated[int, typer.Option("-n", help="How many images.")] = 64,
+    class_index: Annotated[int | None, typer.Option(
+        "--class", help="Only this class (its index in data.class_names).")] = None,
+    seed: Annotated[int, typer.Option(help="Same seed, same images.")] = 0,
+    pipeline: Annotated[str, typer.Option(help="Registered model name for --run champion.")]
+    = "gan",
+    tracking_uri: Annotated[str | None, typer.Option(
+        "--tracking-uri", help="Default: $MLFLOW_TRACKING_URI, else the project's mlflow.db.")]
+    = None,
+) -> None:
+    """Write images drawn by a generator that MLflow logged (the gan pipeline)."""
+    from forgeml.tasks.generative import sample as sampling
+    from forgeml.tracking import resolve_run
+
+    if n < 1:  # before the store is opened: nothing to load for an empty request
+        raise ForgeMLError(f"-n {n}: ask for at least one image.")
+    uri = _store(tracking_uri)
+    generator = sampling.load_logged_generator(uri, resolve_run(uri, run, pipeline))
+    sampling.check_request(generator, n, class_index, output)
+    images, labels = sampling.sample(generator, n, class_index, seed)
+    written = sampling.write(output, images, labels,
+                             sampling.rows_for(n, labels, generator.num_classes))
+    console.print(f"wrote {n} images to {written}")
 
 
 @app.command()

@@ -28,11 +28,16 @@ def readable_mode(folder: bool = False) -> int:
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write `path` through a temporary file in the same folder, fsynced, then renamed."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """`atomic_write_text` for bytes: a reader sees the old file or the whole new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.staged")
     try:
-        _write_synced(tmp, text.encode("utf-8"))
+        _write_synced(tmp, data)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

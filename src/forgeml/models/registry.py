@@ -23,6 +23,8 @@ NETWORKS: dict[str, tuple[str, str]] = {
         ("forgeml.models.neumf", "NeuMF"),
         ("forgeml.models.textcnn", "TextCNN"),
         ("forgeml.models.minilm_classifier", "MiniLMClassifier"),
+        ("forgeml.models.dcgan", "DCGANGenerator"),
+        ("forgeml.models.dcgan", "DCGANDiscriminator"),
     ]
 }
 

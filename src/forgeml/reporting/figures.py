@@ -195,3 +195,72 @@ def validation_curves(histories: dict[str, list[dict]]) -> bytes:
         ax.grid(alpha=0.3)
     ax_acc.legend(fontsize=8)
     return _png(fig)
+
+
+def gan_curves(history: list[dict]) -> bytes:
+    """Validation FID/KID per epoch, and the two networks' losses."""
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_fid, ax_loss) = plt.subplots(1, 2, figsize=(9, 3.4))
+    ax_fid.plot(epochs, [h["val_fid"] for h in history], "-o", ms=3, label="FID")
+    ax_kid = ax_fid.twinx()
+    ax_kid.plot(epochs, [h["val_kid"] for h in history], "--", color="tab:orange", label="KID")
+    ax_fid.set(title="Distance to real validation images (lower is better)", xlabel="epoch",
+               ylabel="FID")
+    ax_kid.set_ylabel("KID")
+    ax_loss.plot(epochs, [h["d_loss"] for h in history], label="discriminator")
+    ax_loss.plot(epochs, [h["g_loss"] for h in history], label="generator")
+    ax_loss.set(title="Adversarial losses", xlabel="epoch", ylabel="loss")
+    for ax in (ax_fid, ax_loss):
+        ax.grid(alpha=0.3)
+    fig.legend(loc="lower center", ncol=4, fontsize=8, frameon=False)
+    return _png(fig)
+
+
+def image_strip(grids: list[np.ndarray], captions: list[str], title: str) -> bytes:
+    """Pictures side by side (e.g. the same fixed-noise grid at several epochs)."""
+    fig, axes = plt.subplots(1, len(grids), figsize=(2.3 * len(grids), 2.6), squeeze=False)
+    for ax, grid, caption in zip(axes[0], grids, captions, strict=True):
+        ax.imshow(grid, cmap="gray", vmin=0, vmax=255)
+        ax.set_title(caption, fontsize=9)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    return _png(fig)
+
+
+def labelled_grid(grid: np.ndarray, row_labels: list[str], title: str) -> bytes:
+    """One picture of equal-height rows, each row named on the left."""
+    fig, ax = plt.subplots(figsize=(6, 0.5 * len(row_labels) + 0.8))
+    ax.imshow(grid, cmap="gray", vmin=0, vmax=255)
+    step = grid.shape[0] / len(row_labels)
+    ax.set_yticks([step * (i + 0.5) for i in range(len(row_labels))], row_labels, fontsize=8)
+    ax.set_xticks([])
+    ax.set_title(title, fontsize=10)
+    return _png(fig)
+
+
+def image_pairs(left: np.ndarray, right: np.ndarray, captions: list[str], title: str) -> bytes:
+    """Pairs of uint8 (N, C, H, W) images: left[i] above right[i]."""
+    n = len(left)
+    fig, axes = plt.subplots(2, n, figsize=(1.25 * n + 0.4, 3), squeeze=False)
+    for i in range(n):
+        for row, images in enumerate((left, right)):
+            image = images[i].transpose(1, 2, 0)
+            axes[row][i].imshow(image.squeeze(-1) if image.shape[-1] == 1 else image,
+                                cmap="gray", vmin=0, vmax=255)
+            axes[row][i].axis("off")
+        axes[0][i].set_title(captions[i], fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    return _png(fig)
+
+
+def class_bars(values: list[float], class_names: list[str], title: str, ylabel: str,
+               reference: float | None = None, reference_label: str = "") -> bytes:
+    fig, ax = plt.subplots(figsize=(max(5, 0.55 * len(class_names)), 3))
+    ax.bar(range(len(values)), values, color="tab:blue")
+    if reference is not None:
+        ax.axhline(reference, color="tab:red", ls="--", lw=1, label=reference_label)
+        ax.legend(fontsize=8)
+    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    ax.set(title=title, ylabel=ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)

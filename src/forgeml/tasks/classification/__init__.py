@@ -51,14 +51,18 @@ def _serving() -> Serving:
                    endpoint=endpoint.ImageEndpoint)
 
 
+def image_columns(card: dict) -> list[dict]:
+    """A prepared image example's fields, as MLflow schema entries."""
+    return [{"name": "image", "type": "tensor",
+             "tensor-spec": {"dtype": "float32", "shape": [-1, *card.get("image_shape", [])]}},
+            {"name": "label", "type": "long"}]
+
+
 TASK = Task(
     name="classification", schema=ClassificationSchema, problems=classification_problems,
     stages={"prepare": _prepare, "train": _train, "evaluate": _evaluate,
             "compress": _compress, "report": _report},
     retraining=_retraining,
     serving=_serving,
-    dataset_columns=lambda card: [
-        {"name": "image", "type": "tensor",
-         "tensor-spec": {"dtype": "float32", "shape": [-1, *card.get("image_shape", [])]}},
-        {"name": "label", "type": "long"}],
+    dataset_columns=image_columns,
 )
