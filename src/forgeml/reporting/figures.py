@@ -198,21 +198,22 @@ def validation_curves(histories: dict[str, list[dict]]) -> bytes:
 
 
 def gan_curves(history: list[dict]) -> bytes:
-    """Validation FID/KID per epoch, and the two networks' losses."""
+    """Validation FID and KID per epoch (log scale: the first epoch is far off), and the two
+    networks' losses."""
     epochs = [h["epoch"] for h in history]
-    fig, (ax_fid, ax_loss) = plt.subplots(1, 2, figsize=(9, 3.4))
-    ax_fid.plot(epochs, [h["val_fid"] for h in history], "-o", ms=3, label="FID")
-    ax_kid = ax_fid.twinx()
-    ax_kid.plot(epochs, [h["val_kid"] for h in history], "--", color="tab:orange", label="KID")
-    ax_fid.set(title="Distance to real validation images (lower is better)", xlabel="epoch",
-               ylabel="FID")
-    ax_kid.set_ylabel("KID")
+    fig, (ax_fid, ax_kid, ax_loss) = plt.subplots(1, 3, figsize=(12, 3.3))
+    ax_fid.semilogy(epochs, [h["val_fid"] for h in history], "-o", ms=3)
+    ax_fid.set(title="FID vs validation images (lower is better)", xlabel="epoch")
+    ax_kid.semilogy(epochs, [max(h["val_kid"], 1e-6) for h in history], "-o", ms=3,
+                    color="tab:orange")
+    ax_kid.set(title="KID vs validation images", xlabel="epoch")
     ax_loss.plot(epochs, [h["d_loss"] for h in history], label="discriminator")
     ax_loss.plot(epochs, [h["g_loss"] for h in history], label="generator")
     ax_loss.set(title="Adversarial losses", xlabel="epoch", ylabel="loss")
-    for ax in (ax_fid, ax_loss):
+    ax_loss.legend(fontsize=8)
+    for ax in (ax_fid, ax_kid, ax_loss):
         ax.grid(alpha=0.3)
-    fig.legend(loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.tight_layout()
     return _png(fig)
 
 
@@ -223,7 +224,7 @@ def image_strip(grids: list[np.ndarray], captions: list[str], title: str) -> byt
         ax.imshow(grid, cmap="gray", vmin=0, vmax=255)
         ax.set_title(caption, fontsize=9)
         ax.axis("off")
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title, fontsize=10, y=1.04)
     return _png(fig)
 
 

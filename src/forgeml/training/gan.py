@@ -140,7 +140,10 @@ class AdversarialTraining(pl.LightningModule):
         if self.trainer.sanity_checking:
             return
         features = self._features[0].to(self.device)
-        real = features.features(torch.cat(self._real_val))
+        real_images = torch.cat(self._real_val)
+        if self.trainer.world_size > 1:  # every rank scores against all validation images,
+            real_images = self.all_gather(real_images).flatten(0, 1)  # so all agree on FID
+        real = features.features(real_images)
         generator = self.averaged.eval()
         draw = torch.Generator().manual_seed(self.seed)
         labels = (torch.arange(self.fid_samples, device=self.device) % generator.num_classes

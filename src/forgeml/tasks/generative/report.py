@@ -56,7 +56,9 @@ class GenerativeReport(ReportSections):
             f"classifier trained on real images. For scale: real training images score "
             f"{refs['real_train']['fid']:.2f} (the best possible), uniform noise "
             f"{refs['noise']['fid']:.1f}, and this generator after one epoch "
-            f"{refs['epoch1']['fid']:.2f}; training brought it to {fraction:.0%} of that.",
+            f"{refs['epoch1']['fid']:.2f}; " + (
+                f"training cut that to {fraction:.0%}." if fraction < 1 else
+                "it is no closer to real images than after one epoch."),
         ]
         ok = fraction <= FID_FRACTION_OF_EPOCH1 and r["fid"] < refs["noise"]["fid"]
         per_class = r["per_class"]
@@ -66,8 +68,12 @@ class GenerativeReport(ReportSections):
             sentences.append(
                 f"Asked for a class, its samples are recognised as that class "
                 f"{r['conditional_acc']:.1%} of the time ({ctx.level} interval {c_low:.1%} to "
-                f"{c_high:.1%}); real test images are recognised {r['classifier_test_acc']:.1%} "
-                f"of the time (the ceiling). The hardest class to draw is {names[weakest]} "
+                f"{c_high:.1%}); the same classifier recognises real test images "
+                f"{r['classifier_test_acc']:.1%} of the time"
+                + (" (samples that are easier to recognise than real images are typical of "
+                   "their class rather than as varied)" if r["conditional_acc"] >
+                   r["classifier_test_acc"] else "")
+                + f". The hardest class to draw is {names[weakest]} "
                 f"({per_class[weakest]['accuracy']:.0%}).")
             ok = ok and r["conditional_acc"] >= MIN_CONDITIONAL_ACC
         rarest = int(np.argmin([row["share"] for row in per_class]))
@@ -190,7 +196,7 @@ class GenerativeReport(ReportSections):
             out["per_class_accuracy"] = figures.class_bars(
                 [row["accuracy"] for row in r["per_class"]], names,
                 "Samples recognised as the requested class", "share recognised",
-                r["classifier_test_acc"], "real test images (ceiling)")
+                r["classifier_test_acc"], "real test images")
         return out
 
     def sections(self, ctx: ReportContext) -> dict:
