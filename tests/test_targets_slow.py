@@ -72,3 +72,20 @@ def test_default_sentiment_pipeline_reaches_080_and_beats_every_baseline(tmp_pat
     for name, other in result["models"].items():
         if name != "model":
             assert other["model_minus_this"]["low"] > 0, (name, other)  # clearly better
+
+
+@pytest.mark.long
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+                    reason="Debian's dataset-fashion-mnist is not installed")
+def test_default_gan_draws_recognisable_classes_far_closer_than_epoch_one(tmp_path):
+    """The shipped pipelines/gan (~15 minutes on 2 cores): conditional samples recognised as
+    asked >= 80% of the time, final FID <= a quarter of epoch 1's and far below noise, no class
+    under half its share, no copying."""
+    project = make_project(tmp_path)
+    run([str(BIN / "dvc"), "repro", "pipelines/gan/dvc.yaml"], cwd=project, timeout=3000)
+    test = json.loads((project / "metrics/gan/test.json").read_text())
+    assert test["conditional_acc_ci_low"] >= 0.80, test
+    assert test["fid_ci_high"] <= 0.25 * test["fid_epoch1"], test
+    assert test["fid"] < 0.01 * test["fid_noise"], test
+    assert test["min_class_share"] >= 0.5, test
+    assert test["copy_share_pixels"] < 0.05, test  # fewer near-copies than real unseen images

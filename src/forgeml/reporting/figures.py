@@ -201,11 +201,12 @@ def gan_curves(history: list[dict]) -> bytes:
     """Validation FID and KID per epoch (log scale: the first epoch is far off), and the two
     networks' losses."""
     epochs = [h["epoch"] for h in history]
+    scored = [h for h in history if np.isfinite(h["val_fid"])]  # the validated epochs
     fig, (ax_fid, ax_kid, ax_loss) = plt.subplots(1, 3, figsize=(12, 3.3))
-    ax_fid.semilogy(epochs, [h["val_fid"] for h in history], "-o", ms=3)
+    ax_fid.semilogy([h["epoch"] for h in scored], [h["val_fid"] for h in scored], "-o", ms=3)
     ax_fid.set(title="FID vs validation images (lower is better)", xlabel="epoch")
-    ax_kid.semilogy(epochs, [max(h["val_kid"], 1e-6) for h in history], "-o", ms=3,
-                    color="tab:orange")
+    ax_kid.semilogy([h["epoch"] for h in scored], [max(h["val_kid"], 1e-6) for h in scored],
+                    "-o", ms=3, color="tab:orange")
     ax_kid.set(title="KID vs validation images", xlabel="epoch")
     ax_loss.plot(epochs, [h["d_loss"] for h in history], label="discriminator")
     ax_loss.plot(epochs, [h["g_loss"] for h in history], label="generator")

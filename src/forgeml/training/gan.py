@@ -1,9 +1,10 @@
 """The adversarial LightningModule: a generator and a discriminator trained against each other
 with manual optimisation (one discriminator step, then one generator step per batch, as
 Lightning's GAN example), optional one-sided label smoothing and an exponential moving average
-of the generator's weights (what is evaluated and logged). Every epoch it measures FID and KID
-of the averaged generator against the validation images (the checkpoint monitor) and keeps the
-grid drawn from fixed noise, so the report can show training as a strip."""
+of the generator's weights (what is evaluated and logged). At every validation (each epoch, or
+every `trainer.check_val_every_n_epoch`) it measures FID and KID of the averaged generator
+against the validation images (the checkpoint monitor) and keeps the grid drawn from fixed
+noise, so the report can show training as a strip."""
 
 from __future__ import annotations
 
@@ -46,7 +47,9 @@ class AdversarialTraining(pl.LightningModule):
         self.history: list[dict] = []
         self.train_samples = 0
         self._sums: dict[str, torch.Tensor] = {}
-        self.grids: list[torch.Tensor] = []  # uint8 (N, C, H, W) per epoch
+        # uint8 (N, C, H, W) per validated epoch (every `trainer.check_val_every_n_epoch`)
+        self.grids: list[torch.Tensor] = []
+        self.grid_epochs: list[int] = []
         self.epoch1_generator: dict[str, torch.Tensor] = {}
         self._real_val: list[torch.Tensor] = []
 
@@ -121,10 +124,11 @@ class AdversarialTraining(pl.LightningModule):
         self.log_dict({"train/d_loss": d_loss, "train/g_loss": g_loss, "train/d_real": d_real})
         metrics = self.trainer.callback_metrics
         epoch = self.current_epoch + 1
+        validated = bool(self.grid_epochs) and self.grid_epochs[-1] == epoch
         self.history.append({"epoch": epoch, "d_loss": d_loss, "g_loss": g_loss,
                              "d_real": d_real,
-                             "val_fid": float(metrics.get("val/fid", math.nan)),
-                             "val_kid": float(metrics.get("val/kid", math.nan))})
+                             "val_fid": float(metrics["val/fid"]) if validated else math.nan,
+                             "val_kid": float(metrics["val/kid"]) if validated else math.nan})
         if epoch == 1:  # the reference point "generator after one epoch"
             self.epoch1_generator = {k: v.detach().cpu().clone()
                                      for k, v in self.generator.state_dict().items()}
@@ -155,15 +159,18 @@ class AdversarialTraining(pl.LightningModule):
                                 if generator.num_classes else None,
                                 generator=torch.Generator().manual_seed(self.seed))
         self.grids.append((grid.cpu() * 255).round().to(torch.uint8))
+        self.grid_epochs.append(self.current_epoch + 1)
 
     # --- what a resumed run must not lose (plain tensors: loads with weights_only=True) ---
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["adversarial"] = {"grids": list(self.grids),
+                                     "grid_epochs": list(self.grid_epochs),
                                      "epoch1_generator": dict(self.epoch1_generator)}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         saved = checkpoint.get("adversarial", {})
         self.grids = list(saved.get("grids", []))
+        self.grid_epochs = list(saved.get("grid_epochs", []))
         self.epoch1_generator = dict(saved.get("epoch1_generator", {}))
 
 

@@ -4,6 +4,7 @@ earlier runs are the shared skeleton's."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -133,7 +134,8 @@ class GenerativeReport(ReportSections):
 
     def training_note(self, ctx: ReportContext) -> str:
         history = ctx.run["history"]
-        best = min(history, key=lambda h: h["val_fid"])
+        best = min((h for h in history if math.isfinite(h["val_fid"])),
+                   key=lambda h: h["val_fid"])
         last = history[-1]
         balance = ("the discriminator is winning clearly (it rates real images "
                    f"{last['d_real']:.2f} on average), a sign the generator may stall"

@@ -4,6 +4,7 @@ and the fixed-noise grid of every epoch; log the run, the grids and the generato
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -46,15 +47,16 @@ def train(cfg: DictConfig) -> dict | None:
             trainer.logger.experiment.log_image(
                 trainer.logger.run_id, grid_array(module.grids[-1].numpy(),
                                                   generator.num_classes or 1),
-                artifact_file=f"samples/epoch_{len(module.grids):03d}.png")
+                artifact_file=f"samples/epoch_{module.grid_epochs[-1]:03d}.png")
 
     def finish(fitted: FittedRun) -> dict:
         history = task.history
-        best = min(history, key=lambda h: h["val_fid"])
+        scored = [h for h in history if math.isfinite(h["val_fid"])]
+        best = min(scored, key=lambda h: h["val_fid"])
         seconds = fitted.train_seconds
         summary = {
             "best_val_fid": best["val_fid"], "best_val_kid": best["val_kid"],
-            "best_epoch": best["epoch"], "epoch1_val_fid": history[0]["val_fid"],
+            "best_epoch": best["epoch"], "first_val_fid": scored[0]["val_fid"],
             "epochs_trained": len(history), "stopped_early": False,
             "train_seconds": seconds,
             "train_samples_per_second": task.train_samples / seconds if seconds else 0.0,
@@ -62,8 +64,8 @@ def train(cfg: DictConfig) -> dict | None:
             "discriminator_parameters": sum(p.numel() for p in task.discriminator.parameters()),
         }
         torch.save(task.epoch1_generator, fitted.staging / EPOCH1_FILE)
-        torch.save({"epochs": torch.arange(1, len(task.grids) + 1),
-                    "grids": torch.stack(task.grids)}, fitted.staging / GRIDS_FILE)
+        torch.save({"epochs": torch.tensor(task.grid_epochs), "grids": torch.stack(task.grids)},
+                   fitted.staging / GRIDS_FILE)
         if cfg.logger.log_model:
             final = plain_generator(task)
             example = torch.randn(2, final.config.latent_dim + (1 if final.num_classes else 0))
@@ -84,7 +86,7 @@ def train(cfg: DictConfig) -> dict | None:
 def summarize(cfg: DictConfig, record: dict) -> str:
     return (f"trained {record['epochs_trained']} epochs in {record['train_seconds']:.1f} s; "
             f"best val FID {record['best_val_fid']:.2f} at epoch {record['best_epoch']} "
-            f"(epoch 1: {record['epoch1_val_fid']:.2f}); MLflow run {record['run_id']}")
+            f"(first validation: {record['first_val_fid']:.2f}); MLflow run {record['run_id']}")
 
 
 
