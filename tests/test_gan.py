@@ -12,7 +12,8 @@ import torch
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from conftest import AFTER_FIRST_CHECKPOINT, BIN, killed_at, make_project, run
+from conftest import AFTER_FIRST_CHECKPOINT, BIN, REPO, killed_at, make_project, run
+from forgeml.config import compose
 from forgeml.errors import ConfigError
 from forgeml.models.classifier import NormalizedNetwork
 from forgeml.models.cnn import CNN
@@ -134,6 +135,14 @@ def test_sample_writes_a_png_grid_and_seeded_npz(gan_project, tmp_path):
     assert arrays[0]["images"].shape == (6, 1, 8, 8) and arrays[0]["images"].dtype == np.uint8
     assert arrays[0]["labels"].tolist() == [3] * 6
     assert np.array_equal(arrays[0]["images"], arrays[1]["images"])  # same seed, same images
+    # The registry's champion, once a team registers one.
+    client = _client(gan_project)
+    client.create_registered_model("gan")
+    version = client.create_model_version("gan", f"runs:/{run_id}/model", run_id=run_id)
+    client.set_registered_model_alias("gan", "champion", version.version)
+    run([FORGEML, "sample", "--run", "champion", "-n", "6", "--class", "3", "--seed", "7",
+         "-o", str(tmp_path / "c.npz")], cwd=gan_project)
+    assert np.array_equal(np.load(tmp_path / "c.npz")["images"], arrays[0]["images"])
 
 
 @pytest.mark.parametrize("args,message", [
@@ -165,6 +174,22 @@ def test_an_unconditional_generator_cannot_be_asked_for_a_class(tmp_path):
     with pytest.raises(ConfigError, match="unconditional"):
         check_request(generator, 4, 2, tmp_path / "g.png")
     check_request(generator, 4, None, tmp_path / "g.png")
+
+
+def test_gan_params_file_is_the_composed_experiment():
+    from omegaconf import OmegaConf
+
+    shipped = OmegaConf.load(REPO / GAN_PARAMS)
+    composed = compose(["experiment=gan_dcgan"], config_dir=REPO / "conf")
+    assert OmegaConf.to_container(shipped) == OmegaConf.to_container(composed)
+
+
+def test_gan_config_problems_name_the_key_to_fix():
+    with pytest.raises(ConfigError) as err:
+        compose(["experiment=gan_dcgan", "gan.ema_decay=1.0", "gan.loss=hinge",
+                 "data.image_shape=[1,30,30]"], config_dir=REPO / "conf")
+    for fragment in ("gan.ema_decay must be in [0, 1)", "gan.loss must be", "divisible by 4"):
+        assert fragment in str(err.value)
 
 
 # --- the measures and the networks ---
