@@ -24,9 +24,9 @@ from forgeml.tasks.generative.sample import check_request
 
 FORGEML, DVC = str(BIN / "forgeml"), str(BIN / "dvc")
 GAN_PARAMS = "pipelines/gan/params.yaml"
-# Seconds: 8x8 digits, a width-8 DCGAN for 3 epochs, a 2-epoch feature classifier.
-TINY = ["experiment=gan_dcgan", "data=digits", "model.width=8", "trainer.max_epochs=3",
-        "train.batch_size=64", "train.fid_samples=200", "features.epochs=2",
+# Seconds: 8x8 digits, a width-8 DCGAN for 2 epochs, a 1-epoch feature classifier.
+TINY = ["experiment=gan_dcgan", "data=digits", "model.width=8", "trainer.max_epochs=2",
+        "train.batch_size=64", "train.fid_samples=200", "features.epochs=1",
         "evaluate.samples=300", "evaluate.bootstrap_samples=5",
         "evaluate.memorisation_samples=100", "trainer.enable_progress_bar=false"]
 
@@ -64,7 +64,7 @@ def test_pipeline_measures_fid_against_its_reference_points(gan_project):
     per_class = (gan_project / "plots/gan/per_class.csv").read_text().splitlines()
     assert per_class[0] == "class,accuracy,fid,share" and len(per_class) == 11
     assert json.loads((gan_project / "metrics/gan/features/train.json").read_text())[
-        "epochs_trained"] == 2
+        "epochs_trained"] == 1
 
 
 def test_report_shows_samples_nearest_neighbours_and_verdict(gan_project):
@@ -82,9 +82,9 @@ def test_report_shows_samples_nearest_neighbours_and_verdict(gan_project):
 
 def test_run_logs_fid_per_epoch_sample_grids_and_the_generator(gan_project):
     client, run_id = _client(gan_project), _run_id(gan_project)
-    assert [m.step for m in client.get_metric_history(run_id, "val/fid")] == [1, 2, 3]
+    assert [m.step for m in client.get_metric_history(run_id, "val/fid")] == [1, 2]
     samples = [f.path for f in client.list_artifacts(run_id, "samples")]
-    assert samples == [f"samples/epoch_{e:03d}.png" for e in (1, 2, 3)]
+    assert samples == [f"samples/epoch_{e:03d}.png" for e in (1, 2)]
     assert client.get_run(run_id).data.metrics["test/fid"] > 0
     # The logged MLflow model draws images from (noise, class) rows, without ForgeML's CLI.
     import mlflow.pyfunc
@@ -111,7 +111,7 @@ def test_changing_the_gan_does_not_retrain_the_feature_classifier(gan_project):
     params = gan_project / GAN_PARAMS
     original = params.read_text()
     try:
-        run([FORGEML, "compose", *TINY, "model.width=16", "trainer.max_epochs=4",
+        run([FORGEML, "compose", *TINY, "model.width=16", "trainer.max_epochs=3",
              "-o", GAN_PARAMS], cwd=gan_project)
         status = run([DVC, "status", "pipelines/gan/dvc.yaml"], cwd=gan_project).stdout
         assert "pipelines/gan/dvc.yaml:train" in status
@@ -273,9 +273,9 @@ def test_a_killed_gan_training_resumes_its_run_grids_and_reference_point(gan_pro
     resumed = run([FORGEML, "train", "-p", GAN_PARAMS], cwd=gan_project)
     assert "resuming MLflow run" in resumed.stdout + resumed.stderr
     record = json.loads((gan_project / "models/gan/run.json").read_text())
-    assert [h["epoch"] for h in record["history"]] == [1, 2, 3]
+    assert [h["epoch"] for h in record["history"]] == [1, 2]
     assert [m.step for m in _client(gan_project).get_metric_history(
-        record["run_id"], "val/fid")] == [1, 2, 3]
+        record["run_id"], "val/fid")] == [1, 2]
     grids = torch.load(gan_project / "models/gan/grids.pt", weights_only=True)
-    assert grids["epochs"].tolist() == [1, 2, 3]
+    assert grids["epochs"].tolist() == [1, 2]
     assert torch.load(gan_project / "models/gan/generator_epoch1.pt", weights_only=True)

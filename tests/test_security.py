@@ -117,6 +117,7 @@ def test_pipeline_outputs_and_logged_models_are_readable_by_the_team(pipeline_pr
 def _networks():
     from forgeml.models.classifier import NormalizedNetwork
     from forgeml.models.cnn import CNN
+    from forgeml.models.dcgan import DCGANDiscriminator, DCGANGenerator
     from forgeml.models.gpt import GPT
     from forgeml.models.minilm_classifier import MiniLMClassifier
     from forgeml.models.mlp import MLP
@@ -137,6 +138,8 @@ def _networks():
         "neumf": built(NeuMF, num_users=4, num_items=5, factors=4, layers=[8, 4]),
         "textcnn": TextCNN(vocab_size=50, embed_dim=8, channels=4, max_length=16),
         "minilm": MiniLMClassifier(num_classes=2, max_length=16, encoder_config=tiny_bert),
+        "generator": built(DCGANGenerator, **image, latent_dim=4, width=2),
+        "discriminator": built(DCGANDiscriminator, **image, latent_dim=4, width=2),
     }
 
 
@@ -147,6 +150,10 @@ def _inputs(name: str):
         return (torch.randint(0, 20, (2, 8)),)
     if name == "neumf":
         return (torch.tensor([[0, 1], [3, 4]]),)
+    if name == "generator":  # noise, then the class index (the logged model's input)
+        return (torch.cat([torch.randn(2, 4), torch.tensor([[0.0], [2.0]])], dim=1),)
+    if name == "discriminator":
+        return torch.rand(2, 1, 8, 8), torch.tensor([0, 2])
     return torch.randint(1, 50, (2, 10)), torch.ones(2, 10, dtype=torch.long)
 
 

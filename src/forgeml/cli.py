@@ -1,6 +1,6 @@
 """`forgeml`: the stage commands that dvc.yaml calls (the task registry picks the stage),
-compose, and the serving and operations commands: generate, sample, recommend, predict,
-retrain, rollback. Heavy imports stay lazy."""
+compose, sweep, and the serving and operations commands: generate, sample, recommend,
+predict, retrain, rollback. Heavy imports stay lazy."""
 
 from __future__ import annotations
 
@@ -166,6 +166,24 @@ def sample(
     written = sampling.write(output, images, labels,
                              sampling.rows_for(n, labels, generator.num_classes))
     console.print(f"wrote {n} images to {written}")
+
+
+@app.command()
+def sweep(
+    name: Annotated[str, typer.Argument(help="conf/sweep/<name>.yaml")],
+    n_trials: Annotated[int | None, typer.Option(
+        "--n-trials", min=1, help="Override the sweep's n_trials.")] = None,
+    workers: Annotated[int, typer.Option(
+        "--workers", min=1, help="Worker processes sharing the study.")] = 1,
+    worker: Annotated[bool, typer.Option("--worker", hidden=True)] = False,
+) -> None:
+    """Tune a pipeline with Optuna: trials as MLflow child runs, resumable after a crash."""
+    from forgeml.sweeps.run import summarize
+    from forgeml.sweeps.run import sweep as run_sweep
+
+    result = run_sweep(name, n_trials, workers, worker_only=worker)
+    if result:
+        console.print(summarize(result))
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import os
 import re
@@ -182,9 +183,26 @@ def experiment_id(uri: str, experiment_name: str, description: str) -> str:
     return experiment.experiment_id
 
 
+# Runs started inside `child_runs_of` nest under that parent run (a sweep's trials).
+_parent_run: contextvars.ContextVar[tuple[str, dict] | None] = contextvars.ContextVar(
+    "forgeml_parent_run", default=None)
+
+
+@contextlib.contextmanager
+def child_runs_of(parent_run_id: str, tags: dict[str, str] | None = None) -> Iterator[None]:
+    token = _parent_run.set((parent_run_id, dict(tags or {})))
+    try:
+        yield
+    finally:
+        _parent_run.reset(token)
+
+
 def start_run(uri: str, experiment_name: str, tags: dict[str, str], run_name: str,
               description: str) -> str:
-    """A new run (the experiment is created on first use); returns its id."""
+    """A new run (the experiment is created on first use); returns its id. Inside
+    `child_runs_of` it is a child of that run (MLflow's UI nests it)."""
+    if (parent := _parent_run.get()) is not None:
+        tags = {**tags, "mlflow.parentRunId": parent[0], **parent[1]}
     return client(uri).create_run(experiment_id(uri, experiment_name, description), tags=tags,
                                   run_name=run_name).info.run_id
 

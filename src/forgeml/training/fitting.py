@@ -4,10 +4,12 @@ together only when everything succeeded (DDP-safe)."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,19 @@ from forgeml.training.callbacks import DivergenceCheck, TrainingClock
 
 # Rank 0 tells the DDP worker ranks it launches which checkpoint they all resume from.
 _RESUME_ENV = "FORGEML_RESUME_CHECKPOINT"
+# Callbacks added to every fit inside `extra_callbacks` (a sweep's pruning), so a task's train
+# stage runs unchanged as a trial.
+_extra_callbacks: contextvars.ContextVar[tuple] = contextvars.ContextVar(
+    "forgeml_extra_callbacks", default=())
+
+
+@contextlib.contextmanager
+def extra_callbacks(callbacks: list) -> Iterator[None]:
+    token = _extra_callbacks.set(tuple(callbacks))
+    try:
+        yield
+    finally:
+        _extra_callbacks.reset(token)
 
 
 @dataclass
@@ -74,7 +89,8 @@ def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
     callbacks: list = [clock, DivergenceCheck(cfg.train.check_finite_every_n_steps,
                                               divergence_advice),
                        checkpoint, _ResumableProgress(),
-                       _CheckpointOnInterrupt(resume.checkpoints), *(extra_callbacks or [])]
+                       _CheckpointOnInterrupt(resume.checkpoints), *(extra_callbacks or []),
+                       *_extra_callbacks.get()]
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(RichProgressBar(refresh_rate=cfg.train.progress_refresh_steps))
     stopping = cfg.train.get("early_stopping")
