@@ -109,7 +109,8 @@ def report(spec: SweepSpec, study: optuna.Study, task, root: Path, conf_dir: Pat
                "default_value": default.value if default else None,
                "test": tested, "throughput": rate, "importances": importances,
                "trials": [{"number": t.number, "state": t.state.name, "value": t.value,
-                           "params": t.params} for t in study.trials]}
+                           "params": t.params, "shown": _shown(t.params)}
+                          for t in study.trials]}
     out = Path("reports") / "sweeps" / spec.name
     path = _render(out, spec, summary, figures(study), best_file)
     atomic_write_json(root / "summary.json", summary)
@@ -122,6 +123,11 @@ def report(spec: SweepSpec, study: optuna.Study, task, root: Path, conf_dir: Pat
            if isinstance(v, int | float)}})
     tracking.log_artifacts(uri, parent_run_id, [out, best_file], "sweep")
     return path
+
+
+def _shown(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in params.items())
 
 
 def _render(out: Path, spec: SweepSpec, summary: dict, pngs: dict[str, bytes],
