@@ -68,8 +68,9 @@ def project(tmp_path_factory) -> Path:
     return project
 
 
-@pytest.mark.parametrize("point", [MID_EPOCH, AFTER_CHECKPOINT],
-                         ids=["mid-epoch", "right-after-checkpoint"])
+@pytest.mark.parametrize("point", [
+    MID_EPOCH, pytest.param(AFTER_CHECKPOINT, marks=pytest.mark.slow)],  # test budget
+    ids=["mid-epoch", "right-after-checkpoint"])
 def test_killed_training_resumes_the_same_run_and_matches_an_uninterrupted_one(project, point):
     reference = run_json(project)
     outputs = [project / "models/digits", project / "metrics/digits/train.json",
@@ -148,6 +149,7 @@ def test_a_failing_stage_under_dvc_keeps_the_last_good_outputs_and_dvc_says_so(p
     assert "up to date" in run([DVC, "repro"], cwd=project).stdout
 
 
+@pytest.mark.slow
 def test_one_writer_per_stage_and_a_stage_orphaned_by_a_killed_dvc_stops(project):
     params = project / "params.yaml"
     original = params.read_text()

@@ -1,6 +1,6 @@
 """The generative pipeline: the real `dvc repro pipelines/gan/dvc.yaml` on scikit-learn's 8x8
-digits with a tiny DCGAN, `forgeml sample`, FID/KID in the project's feature space, the
-networks' shapes and the adversarial training step."""
+digits with a tiny DCGAN and `forgeml sample` (slow tier: ~1.5 min), FID/KID in the project's
+feature space, the networks' shapes and the adversarial training step."""
 
 from __future__ import annotations
 
@@ -48,6 +48,7 @@ def _run_id(project) -> str:
     return json.loads((project / "models/gan/run.json").read_text())["run_id"]
 
 
+@pytest.mark.slow
 # --- the pipeline, end to end ---
 def test_pipeline_measures_fid_against_its_reference_points(gan_project):
     metrics = json.loads((gan_project / "metrics/gan/test.json").read_text())
@@ -67,6 +68,7 @@ def test_pipeline_measures_fid_against_its_reference_points(gan_project):
         "epochs_trained"] == 1
 
 
+@pytest.mark.slow
 def test_report_shows_samples_nearest_neighbours_and_verdict(gan_project):
     html = (gan_project / "reports/gan/report.html").read_text()
     for section in ('id="verdict"', 'id="samples"', 'id="originality"', 'id="training"',
@@ -80,6 +82,7 @@ def test_report_shows_samples_nearest_neighbours_and_verdict(gan_project):
     assert (gan_project / "reports/gan/figures/nearest.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_run_logs_fid_per_epoch_sample_grids_and_the_generator(gan_project):
     client, run_id = _client(gan_project), _run_id(gan_project)
     assert [m.step for m in client.get_metric_history(run_id, "val/fid")] == [1, 2]
@@ -101,11 +104,13 @@ def test_run_logs_fid_per_epoch_sample_grids_and_the_generator(gan_project):
     assert len(client.search_runs([features.experiment_id])) == 1
 
 
+@pytest.mark.slow
 def test_gan_pipeline_is_up_to_date_after_repro(gan_project):
     status = run([DVC, "status", "pipelines/gan/dvc.yaml"], cwd=gan_project)
     assert "up to date" in status.stdout
 
 
+@pytest.mark.slow
 def test_changing_the_gan_does_not_retrain_the_feature_classifier(gan_project):
     """The features stage reads only its own model and epochs: a GAN experiment reuses it."""
     params = gan_project / GAN_PARAMS
@@ -120,6 +125,7 @@ def test_changing_the_gan_does_not_retrain_the_feature_classifier(gan_project):
         params.write_text(original)
 
 
+@pytest.mark.slow
 # --- forgeml sample ---
 def test_sample_writes_a_png_grid_and_seeded_npz(gan_project, tmp_path):
     run_id = _run_id(gan_project)
@@ -145,6 +151,7 @@ def test_sample_writes_a_png_grid_and_seeded_npz(gan_project, tmp_path):
     assert np.array_equal(np.load(tmp_path / "c.npz")["images"], arrays[0]["images"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,message", [
     (["--class", "10"], "--class 10 is out of range: this generator draws classes 0 to 9"),
     (["-n", "0"], "-n 0: ask for at least one image"),
@@ -161,6 +168,7 @@ def test_bad_sample_requests_fail_clearly_and_write_nothing(gan_project, tmp_pat
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_sample_refuses_a_run_that_logged_no_generator(pipeline_project, tmp_path):
     run_id = json.loads((pipeline_project / "models/digits/run.json").read_text())["run_id"]
     result = run([FORGEML, "sample", "--run", run_id, "-o", str(tmp_path / "g.png")],

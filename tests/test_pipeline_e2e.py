@@ -10,6 +10,7 @@ import mlflow
 import mlflow.artifacts
 import mlflow.pyfunc
 import numpy as np
+import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
@@ -143,6 +144,7 @@ def _test_acc(row: dict) -> float | None:
     return value if isinstance(value, float) else None
 
 
+@pytest.mark.slow
 def test_dvc_exp_show_compares_the_commit_with_two_experiments(pipeline_project):
     dvc = str(BIN / "dvc")
     # As a user does after a run: commit it (metrics/ and plots/ are tracked by git).

@@ -232,6 +232,7 @@ def test_the_exported_recommender_serves_the_same_top_k_as_recommend(recsys_proj
 
 
 # --- crash safety (last: it adds a run to the module's project) ---
+@pytest.mark.slow
 def test_a_killed_recommender_training_resumes_with_the_next_epochs_negatives(recsys_project):
     """Killed right after epoch 1's checkpoint, the rerun continues the same MLflow run and draws
     epoch 2's negatives (not epoch 1's again): the result equals the uninterrupted run's."""

@@ -49,6 +49,7 @@ def test_unreachable_tracking_server_fails_fast(prepared):
     assert not (prepared / "models/digits").exists()
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_for_a_fixed_seed(prepared):
     run([FORGEML, "compose", "trainer.max_epochs=2", "-o", "det.yaml"], cwd=prepared)
     losses = []
