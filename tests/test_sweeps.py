@@ -157,6 +157,8 @@ def test_two_workers_share_the_study_without_duplicates(tmp_path):
      "not what prepare reads"),
     ({"space": {"optimizer.lr": {"type": "float", "low": 0.01, "high": 0.1}}},
      "does not contain the experiment's value"),
+    ({"storage": "postgresql+psycopg2://optuna:s3cret@db.internal/studies"},
+     "storage carries a password"),
 ])
 def test_bad_sweeps_are_refused_before_any_trial(tmp_path, change, message):
     conf = tmp_path / "conf"

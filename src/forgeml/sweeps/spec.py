@@ -10,6 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from forgeml.credentials import has_password
 from forgeml.errors import ConfigError
 
 SAMPLERS = ("tpe", "random", "grid")
@@ -90,6 +91,10 @@ def load_spec(name: str, conf_dir: Path) -> SweepSpec:
                         "(val/...): tuning on the test split would leave no honest test")
     if spec.direction not in ("maximize", "minimize"):
         problems.append("objective.direction must be 'maximize' or 'minimize'")
+    if spec.storage and has_password(str(spec.storage)):
+        problems.append("storage carries a password, which this tracked file would keep: put "
+                        "it in the environment (e.g. PGPASSWORD, or $VAR in the URL, expanded "
+                        "when the sweep runs)")
     if spec.n_trials < 1:
         problems.append("n_trials must be >= 1")
     if spec.sampler.get("name") not in SAMPLERS:
