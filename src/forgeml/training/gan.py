@@ -52,6 +52,7 @@ class AdversarialTraining(pl.LightningModule):
         self.grid_epochs: list[int] = []
         self.epoch1_generator: dict[str, torch.Tensor] = {}
         self._real_val: list[torch.Tensor] = []
+        self._real_features: torch.Tensor | None = None  # computed at the first validation
 
     @property
     def averaged(self) -> DCGANGenerator:
@@ -138,16 +139,19 @@ class AdversarialTraining(pl.LightningModule):
         self._real_val = []
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._real_val.append(batch[0])
+        if self._real_features is None:
+            self._real_val.append(batch[0])
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             return
         features = self._features[0].to(self.device)
-        real_images = torch.cat(self._real_val)
-        if self.trainer.world_size > 1:  # every rank scores against all validation images,
-            real_images = self.all_gather(real_images).flatten(0, 1)  # so all agree on FID
-        real = features.features(real_images)
+        if self._real_features is None:  # the validation images and the feature net are fixed
+            real_images = torch.cat(self._real_val)
+            if self.trainer.world_size > 1:  # every rank scores against all validation images,
+                real_images = self.all_gather(real_images).flatten(0, 1)  # so all agree on FID
+            self._real_features = features.features(real_images)
+        real = self._real_features
         generator = self.averaged.eval()
         draw = torch.Generator().manual_seed(self.seed)
         labels = (torch.arange(self.fid_samples, device=self.device) % generator.num_classes
