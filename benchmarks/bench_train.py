@@ -2,12 +2,15 @@
 
   (a) benchmarks/plain_pytorch.py: a plain training loop (same model, data split, augmentation,
       batch size, optimizer and epochs), run as one script;
-  (b) ForgeML: `dvc repro` of the whole pipeline (prepare -> train -> evaluate -> report) in a
-      fresh temporary copy of the project.
+  (b) ForgeML: `dvc repro` of the whole default pipeline (prepare -> train -> compress ->
+      evaluate -> report) in a fresh temporary copy of the project, stages started warm (the
+      default: forks of one interpreter that imported torch, Lightning and MLflow once,
+      `forgeml.warm`), with no warm server running when it starts;
+  (c) the same with every stage started cold (FORGEML_WARM=0).
 
 Prints the training-throughput ratio b/a (samples/s measured over training batches only, both
-sides the same way) and the whole-pipeline wall-time ratio, plus ForgeML's fixed start-up
-(what the four stage processes import before any work, and DVC itself).
+sides the same way), the whole-pipeline wall-time ratios, and ForgeML's fixed start-up (what
+the stage processes import before any work, and DVC itself), warm and cold.
 
     python benchmarks/bench_train.py --epochs 10 --repeats 3 --threads 1
 """
@@ -29,8 +32,33 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 STAGE_IMPORTS = {"prepare": "forgeml.tasks.classification.prepare",
                  "train": "forgeml.tasks.classification.train, mlflow",
+                 "compress": "forgeml.tasks.classification.compress, mlflow",
                  "evaluate": "forgeml.tasks.classification.evaluate, mlflow",
                  "report": "forgeml.tasks.classification.report, mlflow"}
+# A warm stage's imports: in a fork of an interpreter that preloaded what the server does.
+WARM_IMPORTS = """
+import importlib, json, os, sys, time
+from forgeml.warm import PRELOAD
+for name in PRELOAD:
+    try:
+        importlib.import_module(name)
+    except Exception:
+        pass
+times = {}
+for stage, modules in json.loads(sys.argv[1]).items():
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        start = time.perf_counter()
+        for module in ["forgeml.cli", *modules.split(", ")]:
+            importlib.import_module(module)
+        os.write(write, str(time.perf_counter() - start).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    times[stage] = float(os.read(read, 64))
+print(json.dumps(times))
+"""
 
 
 def sh(cmd: list[str], cwd: Path, env: dict) -> tuple[float, str]:
@@ -72,21 +100,32 @@ def main() -> None:
     # Same epochs on both sides: early stopping off.
     overrides = [f"trainer.max_epochs={args.epochs}", "train.early_stopping.enabled=false"]
 
-    plain, forge = [], []
+    plain, forge, cold = [], [], []
     with tempfile.TemporaryDirectory(prefix="forgeml-bench-") as tmp:
-        # What each stage process imports before any work (MLflow: every stage but prepare).
-        startup = sum(sh([str(BIN / "python"), "-c", f"import forgeml.cli, {modules}"], REPO,
-                         env)[0] for modules in STAGE_IMPORTS.values())
+        # What each stage process imports before any work (MLflow: every stage but prepare):
+        # cold, each in a new interpreter; warm, each in a fork of a preloaded one (the first
+        # stage starts cold while the server preloads).
+        cold_imports = {stage: sh([str(BIN / "python"), "-c", f"import forgeml.cli, {modules}"],
+                                  REPO, env)[0] for stage, modules in STAGE_IMPORTS.items()}
+        warm_imports = json.loads(sh([str(BIN / "python"), "-c", WARM_IMPORTS,
+                                      json.dumps(STAGE_IMPORTS)], REPO, env)[1])
+        first = next(iter(STAGE_IMPORTS))
+        warm_imports[first] = cold_imports[first]
         dvc_noop = None
-        for i in range(args.repeats):  # interleaved, so machine noise hits both sides alike
+        for i in range(args.repeats):  # interleaved, so machine noise hits all sides alike
             project = make_project(Path(tmp) / f"run{i}", overrides, env)
             wall, out = sh([str(BIN / "python"), str(REPO / "benchmarks/plain_pytorch.py")],
                            project, env)
             plain.append({**json.loads(out.strip().splitlines()[-1]), "process_wall": wall})
-            wall, _ = sh([str(BIN / "dvc"), "repro"], project, env)
-            train = json.loads((project / "metrics/digits/train.json").read_text())
-            test = json.loads((project / "metrics/digits/test.json").read_text())
-            forge.append({**train, "test_acc": test["acc"], "process_wall": wall})
+            for mode, rows in (("warm", forge), ("cold", cold)):
+                project = make_project(Path(tmp) / f"{mode}{i}", overrides, env)
+                # A private server folder: no warm server is up when the pipeline starts.
+                mode_env = {**env, "FORGEML_WARM": "0" if mode == "cold" else "1",
+                            "FORGEML_WARM_DIR": str(Path(tmp) / f"warm-dir{i}")}
+                wall, _ = sh([str(BIN / "dvc"), "repro"], project, mode_env)
+                train = json.loads((project / "metrics/digits/train.json").read_text())
+                test = json.loads((project / "metrics/digits/test.json").read_text())
+                rows.append({**train, "test_acc": test["acc"], "process_wall": wall})
             dvc_noop = sh([str(BIN / "dvc"), "repro"], project, env)[0]
 
     def med(rows, key):
@@ -95,16 +134,24 @@ def main() -> None:
     a_tput, b_tput = med(plain, "train_samples_per_second"), med(forge,
                                                                  "train_samples_per_second")
     a_wall, b_wall = med(plain, "process_wall"), med(forge, "process_wall")
-    fixed = startup + dvc_noop
+    c_wall = med(cold, "process_wall")
+    fixed = sum(warm_imports.values()) + dvc_noop
+    fixed_cold = sum(cold_imports.values()) + dvc_noop
     print(f"epochs={args.epochs} repeats={args.repeats} OMP_NUM_THREADS={args.threads} "
           f"(machine: {os.cpu_count()} cores); medians")
     print(f"(a) plain PyTorch : {a_tput:9,.0f} samples/s  wall {a_wall:6.1f} s  "
           f"test acc {med(plain, 'test_acc'):.3f}")
     print(f"(b) ForgeML       : {b_tput:9,.0f} samples/s  wall {b_wall:6.1f} s  "
-          f"test acc {med(forge, 'test_acc'):.3f}  (dvc repro: 4 stages)")
+          f"test acc {med(forge, 'test_acc'):.3f}  (dvc repro: {len(STAGE_IMPORTS)} stages, warm)")
+    print(f"(c) ForgeML cold  : {med(cold, 'train_samples_per_second'):9,.0f} samples/s  wall "
+          f"{c_wall:6.1f} s  test acc {med(cold, 'test_acc'):.3f}  (FORGEML_WARM=0)")
     print(f"training throughput ratio b/a          : {b_tput / a_tput:.3f}")
     print(f"whole-pipeline wall-time ratio b/a     : {b_wall / a_wall:.3f}")
-    print(f"ForgeML fixed start-up (4 stages' imports + dvc): {fixed:.1f} s")
+    print(f"whole-pipeline wall-time ratio c/a     : {c_wall / a_wall:.3f} (cold stages)")
+    print("stage imports warm / cold (s): " + ", ".join(
+        f"{stage} {warm_imports[stage]:.2f}/{cold_imports[stage]:.2f}" for stage in STAGE_IMPORTS))
+    print(f"ForgeML fixed start-up (stages' imports + dvc {dvc_noop:.1f} s): warm {fixed:.1f} s, "
+          f"cold {fixed_cold:.1f} s")
     print(f"wall-time ratio without fixed start-up : {(b_wall - fixed) / a_wall:.3f}")
 
 

@@ -90,6 +90,12 @@ def evaluate(params: ParamsOption = Path("params.yaml")) -> None:
 
 
 @app.command()
+def cv(params: ParamsOption = Path("params.yaml")) -> None:
+    """k-fold cross-validation over train + val (cv.folds; 0: off): one MLflow run per fold."""
+    _run_stage("cv", params)
+
+
+@app.command()
 def compress(params: ParamsOption = Path("params.yaml")) -> None:
     """Compare PyTorch fp32, ONNX fp32/int8, a pruned and a distilled model on the test split."""
     _run_stage("compress", params)
@@ -397,6 +403,11 @@ class _RedactingFilter(logging.Filter):
 
 
 def main() -> None:
+    from forgeml import warm
+
+    code = warm.delegate(sys.argv[1:])  # a DVC stage: run in a warm interpreter when one is up
+    if code is not None:
+        sys.exit(code)
     from forgeml.credentials import clean_environment
 
     clean_environment()  # credentials out of $MLFLOW_TRACKING_URI before anything reads it

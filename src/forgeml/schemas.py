@@ -92,6 +92,27 @@ class EvaluateSchema:
 
 
 @dataclass
+class CrossValidationSchema:
+    """The cv stage (k-fold over train + val); folds 0: off."""
+
+    folds: int = MISSING
+    seed: int = MISSING
+    models: list[str] = MISSING
+    max_epochs: int | None = MISSING
+
+
+def cv_problems(cv: DictConfig) -> list[str]:
+    problems = []
+    if cv.folds != 0 and cv.folds < 2:
+        problems.append(f"cv.folds={cv.folds}: k-fold needs at least 2 folds (0: off)")
+    if not cv.models:
+        problems.append("cv.models must name at least one model")
+    if cv.max_epochs is not None and cv.max_epochs < 1:
+        problems.append("cv.max_epochs must be >= 1 (or null: trainer.max_epochs)")
+    return problems
+
+
+@dataclass
 class CompressSchema:
     """The compress stage: what is compared, and how latency is measured."""
 
@@ -128,6 +149,7 @@ class ClassificationSchema:
     train: TrainSchema = field(default_factory=TrainSchema)
     optimizer: Any = MISSING
     evaluate: EvaluateSchema = field(default_factory=EvaluateSchema)
+    cv: CrossValidationSchema = field(default_factory=CrossValidationSchema)
     compress: CompressSchema = field(default_factory=CompressSchema)
     paths: PathsSchema = field(default_factory=PathsSchema)
 
@@ -152,7 +174,7 @@ def classification_problems(cfg: DictConfig) -> list[str]:
         problems.append("evaluate.confidence must be in (0, 1)")
     if not 0 < cfg.compress.prune_amount < 1:
         problems.append("compress.prune_amount must be in (0, 1)")
-    return problems + compress_problems(cfg.compress)
+    return problems + compress_problems(cfg.compress) + cv_problems(cfg.cv)
 
 
 def compress_problems(compress: DictConfig) -> list[str]:
@@ -397,6 +419,7 @@ class SentimentSchema:
     train: SentimentTrainSchema = field(default_factory=SentimentTrainSchema)
     optimizer: Any = MISSING
     evaluate: SentimentEvaluateSchema = field(default_factory=SentimentEvaluateSchema)
+    cv: CrossValidationSchema = field(default_factory=CrossValidationSchema)
     baselines: Any = MISSING
     compress: TextCompressSchema = field(default_factory=TextCompressSchema)
     paths: SentimentPathsSchema = field(default_factory=SentimentPathsSchema)
@@ -433,7 +456,10 @@ def sentiment_problems(cfg: DictConfig) -> list[str]:
                             f"{sorted(BASELINE_KEYS)} (unknown: {sorted(unknown)})")
     if cfg.get("baselines") and not cfg.paths.get("baselines"):
         problems.append("paths.baselines must say where the baselines stage keeps its models")
-    return problems
+    unknown = [m for m in cfg.cv.models if m != "model" and m not in (cfg.get("baselines") or {})]
+    if unknown:
+        problems.append(f"cv.models {unknown}: name `model` or keys of baselines")
+    return problems + cv_problems(cfg.cv)
 
 
 # --- generative (GAN) ----------------------------------------------------------------------------

@@ -17,11 +17,13 @@ from omegaconf import DictConfig
 from forgeml.errors import ForgeMLError
 from forgeml.io import pid_alive, sweep_stale
 from forgeml.locks import named_lock
+from forgeml.warm import origin_pid
 
 _WORKER_RANK_ENV = ("RANK", "LOCAL_RANK", "SLURM_PROCID")
 # The paths.* entries each stage writes.
 STAGE_OUTPUTS = {"prepare": ("prepared",), "train": ("models", "metrics", "plots"),
-                 "baselines": ("baselines",), "evaluate": ("eval", "metrics", "plots"),
+                 "baselines": ("baselines",), "cv": ("metrics",),
+                 "evaluate": ("eval", "metrics", "plots"),
                  "report": ("reports",)}
 
 
@@ -83,7 +85,7 @@ def _stop_when_dvc_dies(poll_s: float = 1.0) -> None:
 
 
 def _dvc_ancestor(levels: int = 3) -> int | None:
-    pid = os.getpid()
+    pid = origin_pid()  # a warm stage's own parent is the warm server, not DVC's shell
     for _ in range(levels):
         pid = _parent(pid)
         if pid is None or pid <= 1:

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from forgeml import tracking
 from forgeml.artifacts import read_data_card, read_evaluation, read_run
 from forgeml.bootstrap import level, paired_bootstrap_difference
+from forgeml.crossval.report import section as cross_validation_section
 from forgeml.reporting.render import lineage, table, write_report
 from forgeml.tasks.interface import Stage
 
@@ -226,6 +227,7 @@ def write(cfg: DictConfig, sections: ReportSections) -> Path:
             for r in ctx.earlier]),
         "lineage": lineage(cfg, run, ctx.tags, ctx.uri),
         "level": ctx.level,
+        "cross_validation": cross_validation_section(cfg),
         **sections.sections(ctx),
     }
     return write_report(cfg, run, ctx.uri, sections.template, context, sections.figures(ctx))

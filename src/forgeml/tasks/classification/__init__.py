@@ -24,6 +24,12 @@ def _evaluate() -> Stage:
     return Stage(stage.evaluate, stage.summarize)
 
 
+def _cv() -> Stage:
+    from forgeml.tasks.classification import cv as stage
+
+    return Stage(stage.cv, stage.summarize)
+
+
 def _compress() -> Stage:
     from forgeml.tasks.classification import compress as stage
 
@@ -61,7 +67,7 @@ def image_columns(card: dict) -> list[dict]:
 TASK = Task(
     name="classification", schema=ClassificationSchema, problems=classification_problems,
     stages={"prepare": _prepare, "train": _train, "evaluate": _evaluate,
-            "compress": _compress, "report": _report},
+            "cv": _cv, "compress": _compress, "report": _report},
     retraining=_retraining,
     serving=_serving,
     dataset_columns=image_columns,

@@ -34,6 +34,12 @@ def _evaluate() -> Stage:
     return Stage(stage.evaluate, stage.summarize)
 
 
+def _cv() -> Stage:
+    from forgeml.tasks.sentiment import cv as stage
+
+    return Stage(stage.cv, stage.summarize)
+
+
 def _compress() -> Stage:
     from forgeml.tasks.sentiment import compress as stage
 
@@ -57,7 +63,7 @@ def _serving() -> Serving:
 TASK = Task(
     name="sentiment", schema=SentimentSchema, problems=sentiment_problems,
     stages={"prepare": _prepare, "train": _train, "baselines": _baselines,
-            "evaluate": _evaluate, "compress": _compress, "report": _report},
+            "evaluate": _evaluate, "cv": _cv, "compress": _compress, "report": _report},
     serving=_serving,
     dataset_columns=lambda card: [{"name": "text", "type": "string"},
                                   {"name": "label", "type": "long"}],

@@ -1,0 +1,98 @@
+"""cv (sentiment): k-fold cross-validation of the cheaper models of `baselines` (TF-IDF +
+logistic regression, TextCNN, ...) or of the pipeline's own model, over the prepared train +
+val texts; folds are stratified and grouped where the source has groups (the reviews of one
+movie are all in one fold)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+from forgeml.artifacts import DATA_CARD, read_data_card
+from forgeml.config import instantiate
+from forgeml.crossval.run import Candidate, Pooled, cross_validate
+from forgeml.errors import ConfigError, DataError
+from forgeml.io import sha256_file
+from forgeml.tasks import sentiment
+from forgeml.tasks.sentiment import train as train_stage
+from forgeml.tasks.sentiment.baselines import baseline_config
+from forgeml.tasks.sentiment.prepare import clean
+
+SPLITS = ("train", "val", "test")
+
+
+def cv(cfg: DictConfig) -> dict:
+    candidates = _candidates(cfg)
+    card = read_data_card(cfg)
+    rows = {name: _rows(cfg, name) for name in SPLITS}
+    pool = rows["train"] + rows["val"]
+    labels = np.array([r["label"] for r in pool], dtype=np.int64)
+    groups = _groups(cfg, pool) if cfg.cv.folds else None
+
+    def write_fold(out: Path, trained_on: np.ndarray, held_out: np.ndarray) -> None:
+        fold = {"train": [pool[i] for i in trained_on], "val": [pool[i] for i in held_out],
+                "test": rows["test"]}
+        for name, part in fold.items():
+            (out / f"{name}.jsonl").write_text("".join(
+                json.dumps(r, ensure_ascii=False) + "\n" for r in part), encoding="utf-8")
+        names = card["class_names"]
+        fold_card = {**card, "split": {**card["split"], "method": "a fold of train + val"},
+                     "counts": {name: {names[k]: sum(r["label"] == k for r in part)
+                                       for k in range(len(names))}
+                                for name, part in fold.items()}}
+        fold_card["data_hash"] = "sha256:" + hashlib.sha256("".join(
+            sha256_file(out / f"{name}.jsonl") for name in SPLITS).encode()).hexdigest()
+        (out / DATA_CARD).write_text(json.dumps(fold_card, indent=2, sort_keys=True))
+
+    return cross_validate(cfg, Pooled(labels, groups, write_fold), candidates,
+                          train_stage.train)
+
+
+def _candidates(cfg: DictConfig) -> list[Candidate]:
+    known = [sentiment.MAIN, *cfg.baselines]
+    unknown = [name for name in cfg.cv.models if name not in known]
+    if unknown:
+        raise ConfigError(f"cv.models {unknown} are not models of this pipeline: use "
+                          f"'{sentiment.MAIN}' (the pipeline's own) or a key of baselines "
+                          f"({', '.join(cfg.baselines)}).")
+    out = []
+    for name in cfg.cv.models:
+        if name == sentiment.MAIN:
+            out.append(Candidate(name, "the pipeline's model", cfg))
+        else:
+            entry = cfg.baselines[name]
+            # Its outputs are redirected into each fold's folder (fold_config).
+            out.append(Candidate(name, entry.get("label") or name,
+                                 baseline_config(cfg, name, Path(cfg.paths.baselines))))
+    return out
+
+
+def _rows(cfg: DictConfig, split: str) -> list[dict]:
+    path = Path(cfg.paths.prepared) / f"{split}.jsonl"
+    if not path.is_file():
+        raise DataError(f"{path} not found: run the prepare stage first (`dvc repro`).")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def _groups(cfg: DictConfig, pool: list[dict]) -> np.ndarray | None:
+    """Each pooled text's group (e.g. its movie), from the same source and cleaning as prepare
+    (the prepared files keep id, text and label; the id is the row of the cleaned source)."""
+    reviews = instantiate(cfg.data.source, "data.source")
+    frame, _ = clean(reviews, list(cfg.data.class_names))
+    if frame["group"].isna().all():
+        return None
+    ids = [r["id"] for r in pool]
+    if max(ids) >= len(frame) or any(frame["text"].iloc[r["id"]] != r["text"] for r in pool):
+        raise DataError(f"{cfg.paths.prepared} was not prepared from the current data.source: "
+                        "rerun the prepare stage (`dvc repro`) before cross-validating.")
+    return frame["group"].iloc[ids].to_numpy(dtype=object)
+
+
+def summarize(cfg: DictConfig, record: dict) -> str:
+    from forgeml.crossval.report import one_line
+
+    return one_line(record)
