@@ -1,4 +1,5 @@
-"""Accuracy targets on the real data sets, through `dvc repro` (minutes: `make test-slow`)."""
+"""Accuracy targets on the real data sets, through `dvc repro` (minutes: `make test-slow`; the
+longest, `make test-long`, with their measured results in BENCHMARKS.md)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ def test_default_experiment_reaches_097_on_mnist5k(tmp_path):
     assert test["acc"] > test["baseline_acc"]
 
 
+@pytest.mark.long  # 60k images: ~3.5 min on 2 cores
 @pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
                     reason="Debian's dataset-fashion-mnist is not installed")
 def test_seed_cnn_with_dropout_reaches_091_on_fashion_mnist(tmp_path):
@@ -34,6 +36,7 @@ def test_seed_cnn_with_dropout_reaches_091_on_fashion_mnist(tmp_path):
     assert test["acc"] >= 0.91, test
 
 
+@pytest.mark.long
 def test_default_language_model_beats_the_bigram_baseline_clearly(tmp_path):
     """The shipped pipelines/lm (4,000 steps, ~7 minutes on 2 cores)."""
     project = make_project(tmp_path)

@@ -154,6 +154,7 @@ def start_training(project: Path, folder: Path) -> tuple[subprocess.Popen, int]:
     return client, worker
 
 
+@pytest.mark.slow  # a training run killed: ~15 s
 def test_a_kill_9_of_a_warm_stage_command_kills_its_stage(long_training, warm_dir):
     client, worker = start_training(long_training, warm_dir)
     client.kill()
@@ -164,6 +165,7 @@ def test_a_kill_9_of_a_warm_stage_command_kills_its_stage(long_training, warm_di
     assert not alive(worker), "the warm worker outlived its killed stage command"
 
 
+@pytest.mark.slow  # a training run killed: ~15 s
 def test_a_signal_to_a_warm_stage_command_reaches_its_stage(long_training, warm_dir):
     client, worker = start_training(long_training, warm_dir)
     client.send_signal(signal.SIGTERM)
@@ -175,6 +177,7 @@ def test_a_signal_to_a_warm_stage_command_reaches_its_stage(long_training, warm_
     assert (folder / "checkpoints" / "on_exception.ckpt").is_file(), stderr[-2000:]
 
 
+@pytest.mark.slow  # a training run killed: ~15 s
 def test_a_warm_stage_whose_dvc_is_killed_checkpoints_and_stops(long_training, warm_dir):
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
            "PYTHONWARNINGS": "ignore", **warm_env(warm_dir)}
