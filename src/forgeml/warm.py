@@ -80,7 +80,8 @@ def delegate(argv: list[str]) -> int | None:
 def _eligible(argv: list[str]) -> bool:
     return (os.name == "posix" and bool(argv) and argv[0] in STAGE_COMMANDS
             and "DVC_STAGE" in os.environ and os.environ.get("FORGEML_WARM", "1") != "0"
-            and _ORIGIN_ENV not in os.environ and hasattr(socket, "send_fds"))
+            and _ORIGIN_ENV not in os.environ and hasattr(socket, "send_fds")
+            and hasattr(socket, "SO_PEERCRED"))  # Linux: the peer's uid is checked
 
 
 def origin_pid() -> int:
