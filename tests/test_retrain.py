@@ -35,6 +35,11 @@ def project(tmp_path_factory):
     project = make_project(tmp_path_factory.mktemp("retrain"))
     settings = project / "conf/retrain/digits.yaml"
     settings.write_text(settings.read_text().replace("floor: 0.9", "floor: 0.05"))
+    # The team's DVC remote (a shared folder), committed with the project.
+    run([str(BIN / "dvc"), "remote", "add", "-d", "team", str(project.parent / "remote")],
+        cwd=project)
+    run(["git", "-c", "user.email=t@forgeml.test", "-c", "user.name=test", "commit", "-qam",
+         "team remote"], cwd=project)
     return project
 
 
@@ -54,6 +59,7 @@ def test_first_run_promotes_a_champion_above_the_floor(project):
 def test_a_better_challenger_is_promoted(project):
     out = _retrain(project, *QUICK).stdout
     assert "decision: promoted" in out
+    assert "pushed the outputs of dvc.yaml to the DVC remote 'team'" in out
     client = _registry(project)
     assert _champion(client) == "2"
     assert str(client.get_model_version_by_alias("digits", "challenger").version) == "2"
@@ -64,6 +70,25 @@ def test_a_better_challenger_is_promoted(project):
     assert champion.description.startswith(f"Run {champion.run_id} on data ")
     assert "test acc 0." in champion.description and "interval" in champion.description
     assert "Promoted to champion: challenger acc" in champion.description
+
+
+@pytest.mark.slow  # a clone and a pull: ~15 s
+def test_a_teammates_fresh_clone_pulls_the_pushed_outputs_and_reruns_nothing(project, tmp_path):
+    # What a team commits after a run: its lock and its numbers.
+    run(["git", "add", "dvc.lock", "params.yaml", "metrics", "plots"], cwd=project)
+    run(["git", "-c", "user.email=t@forgeml.test", "-c", "user.name=test", "commit", "-qm",
+         "the promoted run"], cwd=project)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(project), str(clone)], cwd=tmp_path)
+    dvc = str(BIN / "dvc")
+    assert "missing" in run([dvc, "status", "dvc.yaml"], cwd=clone).stdout.lower() or \
+        "not in cache" in run([dvc, "status", "dvc.yaml"], cwd=clone).stdout
+    run([dvc, "pull", "dvc.yaml"], cwd=clone)
+    assert run([dvc, "status", "dvc.yaml"], cwd=clone).stdout.strip().endswith("up to date.")
+    repro = run([dvc, "repro", "dvc.yaml"], cwd=clone)
+    assert "Running stage" not in repro.stdout, repro.stdout
+    assert (clone / "models/digits/run.json").read_text() == \
+        (project / "models/digits/run.json").read_text()
 
 
 @pytest.mark.slow  # each retrain reruns the pipeline: ~30-45 s
@@ -176,3 +201,23 @@ def test_rolling_recommender_retrains_rescore_the_champion_on_each_new_window(tm
                if r.data.tags["forgeml.retrain.as_of"] == "1998-02-01")
     history = (project / "retrain/recsys/retraining.md").read_text()
     assert "| 1998-01-01 | promoted |" in history and "1998-02-01" in history
+
+
+def test_an_unreachable_dvc_remote_is_one_line_after_the_decision(tmp_path):
+    from forgeml.errors import ForgeMLError
+    from forgeml.retrain.job import push_outputs
+
+    dvc = str(BIN / "dvc")
+    run(["git", "init", "-q"], cwd=tmp_path)
+    run([dvc, "init", "-q"], cwd=tmp_path)
+    (tmp_path / "dvc.yaml").write_text("stages:\n  make:\n    cmd: echo hi > out.txt\n"
+                                       "    outs:\n      - out.txt\n")
+    run([dvc, "repro"], cwd=tmp_path)
+    said = []
+    push_outputs(tmp_path, "dvc.yaml", said.append)  # no remote: nothing to do
+    assert said == []
+    (tmp_path / "a-file").write_text("")
+    run([dvc, "remote", "add", "-d", "team", str(tmp_path / "a-file" / "remote")], cwd=tmp_path)
+    with pytest.raises(ForgeMLError, match="pushing the outputs to the DVC remote 'team' failed"):
+        push_outputs(tmp_path, "dvc.yaml", said.append)
+    assert (tmp_path / "out.txt").read_text() == "hi\n"  # nothing lost

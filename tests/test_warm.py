@@ -102,6 +102,20 @@ def test_only_dvc_stage_commands_go_warm(monkeypatch, warm_dir):
     assert not list(warm_dir.iterdir())
 
 
+def test_files_of_servers_gone_for_a_day_are_removed_and_live_ones_kept(warm_dir):
+    import fcntl
+
+    day_ago = time.time() - 2 * 86400
+    for key in ("gone", "live"):
+        for suffix in (".lock", ".log"):
+            (warm_dir / f"{key}{suffix}").write_text("")
+            os.utime(warm_dir / f"{key}{suffix}", (day_ago, day_ago))
+    with open(warm_dir / "live.lock") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # a server still running
+        warm._forget_old_servers(warm_dir)
+    assert sorted(p.name for p in warm_dir.iterdir()) == ["live.lock", "live.log"]
+
+
 def test_a_pipeline_runs_warm_with_the_results_and_errors_of_a_cold_one(tmp_path, warm_dir):
     project = make_project(tmp_path / "project")
     env = warm_env(warm_dir)

@@ -389,6 +389,44 @@ def rollback(
     console.print(f"{pipeline}: champion moved from version {was} back to version {now}")
 
 
+@app.command()
+def reproduce(
+    run_id: Annotated[str, typer.Argument(help="The MLflow run id of a training run.")],
+    tracking_uri: Annotated[str | None, typer.Option(
+        "--tracking-uri", help="Default: $MLFLOW_TRACKING_URI, else the project's mlflow.db.")]
+    = None,
+    keep: Annotated[bool, typer.Option(help="Keep the temporary folder (its log).")] = False,
+) -> None:
+    """Rebuild a run from its lineage (commit, composed config, data) in a temporary worktree,
+    rerun its pipeline, and compare every metric with the original."""
+    import re
+
+    from rich.table import Table
+
+    from forgeml.errors import ConfigError
+    from forgeml.io import atomic_write_text
+    from forgeml.reproduce import markdown
+    from forgeml.reproduce import reproduce as rebuild
+    from forgeml.tracking import project_root
+
+    if not re.fullmatch(r"[0-9a-f]{32}", run_id):
+        raise ConfigError(f"'{run_id}' is not an MLflow run id (32 hexadecimal digits).")
+    uri = _store(tracking_uri)
+    root = project_root()
+    comparison = rebuild(uri, run_id, root, keep)
+    table = Table("metric", "original", "reproduced", "")
+    for name, was, now, how in comparison.metrics:
+        table.add_row(name, f"{was:.6g}", f"{now:.6g}", how)
+    console.print(table)
+    for what, was, now, same in comparison.lineage:
+        console.print(f"{what}: {'same' if same else f'{was} -> {now}'}", highlight=False)
+    path = root / "reports" / "reproduce" / f"{run_id}.md"
+    atomic_write_text(path, markdown(comparison))
+    console.print(f"[bold]{run_id}: {comparison.verdict}[/bold]\nreport: {path}")
+    if comparison.verdict.startswith("not"):
+        sys.exit(1)
+
+
 class _RedactingFilter(logging.Filter):
     """Library log lines (MLflow, Lightning, DVC) pass through `redact` before they are shown."""
 

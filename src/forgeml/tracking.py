@@ -124,12 +124,25 @@ def lineage_tags(cfg: DictConfig, data_card: dict) -> dict[str, str]:
         "forgeml.data_source": data_card.get("source", "unknown"),
         "forgeml.config_hash": config_hash(cfg),
         "forgeml.model": str(cfg.model.get("_target_", "?")).rsplit(".", 1)[-1],
+        "forgeml.environment": environment(),
     }
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
     if os.environ.get("DVC_EXP_BASELINE_REV"):
         tags["dvc.exp_baseline_rev"] = os.environ["DVC_EXP_BASELINE_REV"]
     return tags
+
+
+def environment() -> str:
+    """The interpreter and the libraries a run's numbers depend on, as one line."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    parts = [f"python {platform.python_version()}"]
+    for package in ("torch", "pytorch-lightning", "numpy", "scikit-learn", "mlflow"):
+        with contextlib.suppress(PackageNotFoundError):
+            parts.append(f"{package} {version(package)}")
+    return "; ".join(parts)
 
 
 _last_uri: list[str] = []  # the store in use, for error messages

@@ -80,7 +80,8 @@ def delegate(argv: list[str]) -> int | None:
 def _eligible(argv: list[str]) -> bool:
     return (os.name == "posix" and bool(argv) and argv[0] in STAGE_COMMANDS
             and "DVC_STAGE" in os.environ and os.environ.get("FORGEML_WARM", "1") != "0"
-            and _ORIGIN_ENV not in os.environ and hasattr(socket, "send_fds"))
+            and _ORIGIN_ENV not in os.environ and hasattr(socket, "send_fds")
+            and hasattr(socket, "SO_PEERCRED"))  # Linux: the peer's uid is checked
 
 
 def origin_pid() -> int:
@@ -149,10 +150,21 @@ def _wait_for_server(folder: Path, key: str, timeout_s: float) -> socket.socket 
 
 def _start_server(folder: Path, key: str) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("DVC_STAGE", "DVC_ROOT")}
-    with contextlib.suppress(OSError), open(folder / f"{key}.log", "ab") as log:
+    _forget_old_servers(folder)
+    with contextlib.suppress(OSError), open(folder / f"{key}.log", "wb") as log:
         subprocess.Popen([sys.executable, "-c", "import forgeml.warm as w; w.serve_main()", key],
                          cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                          start_new_session=True, close_fds=True)
+
+
+def _forget_old_servers(folder: Path, age_s: float = 86400) -> None:
+    """The files of servers (other environments) gone for a day: a folder that does not grow."""
+    now = time.time()
+    for lock in folder.glob("*.lock"):
+        with contextlib.suppress(OSError):
+            if now - lock.stat().st_mtime > age_s and not _server_alive(folder, lock.stem):
+                for suffix in (".log", ".sock", ".lock"):
+                    (folder / f"{lock.stem}{suffix}").unlink(missing_ok=True)
 
 
 def _run_remote(conn: socket.socket, argv: list[str]) -> int | None:

@@ -97,15 +97,42 @@ def _retrain_locked(root: Path, pipeline: str, settings: RetrainSettings, force:
         if leftover is None:
             echo(f"'{pipeline}': nothing changed (data, code and params match dvc.lock); "
                  "skipped")
-            return _record(uri, pipeline, {**context, "decision": "skipped",
-                                           "reason": "nothing changed since the last run"}, {})
+            skipped = _record(uri, pipeline, {**context, "decision": "skipped",
+                                              "reason": "nothing changed since the last run"}, {})
+            push_outputs(root, settings.dvc_file, echo)  # what a down remote missed last time
+            return skipped
         echo(f"'{pipeline}': nothing changed, but the current model (run {leftover}) was never "
              "registered (an interrupted retrain): judging it")
         return _register_and_judge(root, cfg, settings, uri, pipeline, leftover, context, echo)
     echo(f"'{pipeline}': changed ({', '.join(changes) or 'forced'}); running the pipeline")
     _dvc(root, ["repro", *(["--force"] if force else []), settings.dvc_file], echo)
     run_id = read_run(_at(root, cfg))["run_id"]
-    return _register_and_judge(root, cfg, settings, uri, pipeline, run_id, context, echo)
+    decision = _register_and_judge(root, cfg, settings, uri, pipeline, run_id, context, echo)
+    push_outputs(root, settings.dvc_file, echo)
+    return decision
+
+
+def push_outputs(root: Path, dvc_file: str, echo) -> None:
+    """The run's outputs to the team's default DVC remote, when one is set: a teammate's `dvc
+    pull` then gets them instead of recomputing (outputs marked `push: false`, data that may
+    not be redistributed, stay local). After the decision is recorded: a remote that is down
+    loses nothing, the next push sends them."""
+    dvc = Path(sys.executable).parent / "dvc"
+    command = str(dvc) if dvc.exists() else "dvc"
+    remote = subprocess.run([command, "remote", "default"], cwd=root, capture_output=True,
+                            text=True)
+    if remote.returncode != 0 or not remote.stdout.strip():
+        return  # no team remote: outputs stay in this project's cache
+    name = remote.stdout.strip()
+    pushed = subprocess.run([command, "push", "-r", name, dvc_file], cwd=root,
+                            capture_output=True, text=True)
+    if pushed.returncode != 0:
+        lines = (pushed.stderr or pushed.stdout).strip().splitlines()
+        raise ForgeMLError(
+            f"The retraining decision is recorded, but pushing the outputs to the DVC remote "
+            f"'{name}' failed ({lines[-1] if lines else 'no output'}): make it reachable and "
+            f"run `dvc push {dvc_file}`; nothing is lost.")
+    echo(f"pushed the outputs of {dvc_file} to the DVC remote '{name}'")
 
 
 def _register_and_judge(root: Path, cfg: DictConfig, settings: RetrainSettings, uri: str,
