@@ -76,19 +76,19 @@ def _cv_runs(project: Path, pipeline: str) -> tuple[list, list]:
     return parents, children
 
 
-def _check_cv_record(project: Path) -> dict:
+def _check_cv_record(project: Path, k: int) -> dict:
     record = json.loads((project / "metrics/digits/cv.json").read_text())
-    assert record["folds"] == 3 and record["grouped"] is False
+    assert record["folds"] == k and record["grouped"] is False
     assert sum(record["held_out"].values()) == record["examples"]
     model = record["models"]["model"]
     scores = list(model["fold_acc"].values())
-    assert len(scores) == 3 and all(0.5 < s <= 1 for s in scores)
+    assert len(scores) == k and all(0.5 < s <= 1 for s in scores)
     assert model["acc_mean"] == pytest.approx(np.mean(scores))
     assert model["acc_std"] == pytest.approx(np.std(scores, ddof=1))
     [parent], children = _cv_runs(project, "digits")
     assert parent.info.status == "FINISHED"
     assert parent.data.metrics["cv/acc_mean"] == pytest.approx(model["acc_mean"])
-    assert sorted(c.data.tags["forgeml.fold"] for c in children) == ["1", "2", "3"]
+    assert sorted(c.data.tags["forgeml.fold"] for c in children) == [str(i + 1) for i in range(k)]
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
     assert {c.info.status for c in children} == {"FINISHED"}
     # Each child's last validation accuracy is its fold's score.
@@ -98,13 +98,15 @@ def _check_cv_record(project: Path) -> dict:
 
 def test_the_digits_cv_stage_trains_one_child_run_per_fold(tmp_path):
     project = make_project(tmp_path / "project")
-    run([FORGEML, "compose", "cv.folds=3"], cwd=project)
+    run([FORGEML, "compose", "cv.folds=2", "cv.max_epochs=2"], cwd=project)
     run([DVC, "repro", "cv"], cwd=project)
-    record = _check_cv_record(project)
+    record = _check_cv_record(project, 2)
+    assert {r.data.metrics["train_summary/epochs_trained"]
+            for r in _cv_runs(project, "digits")[1]} == {2}
     # A rerun of the same folds reuses the finished ones: no new run, the same numbers.
     again = run([FORGEML, "cv"], cwd=project)
     assert json.loads((project / "metrics/digits/cv.json").read_text()) == record
-    assert len(_cv_runs(project, "digits")[1]) == 3, again.stdout
+    assert len(_cv_runs(project, "digits")[1]) == 2, again.stdout
 
 
 @pytest.mark.slow  # the whole pipeline: ~50 s
@@ -112,7 +114,7 @@ def test_the_report_shows_the_spread_over_folds_and_dvc_metrics_the_numbers(tmp_
     project = make_project(tmp_path / "project")
     run([FORGEML, "compose", "cv.folds=3"], cwd=project)
     run([DVC, "repro"], cwd=project)
-    model = _check_cv_record(project)["models"]["model"]
+    model = _check_cv_record(project, 3)["models"]["model"]
     report = (project / "reports/digits/report.md").read_text()
     section = report.split("## Cross-validation", 1)[1].split("## Data card", 1)[0]
     assert "3-fold splits" in section and "| Fold 1 | Fold 2 | Fold 3 |" in section
@@ -125,6 +127,7 @@ def test_the_report_shows_the_spread_over_folds_and_dvc_metrics_the_numbers(tmp_
     assert cv["models"]["model"]["acc_mean"] == pytest.approx(model["acc_mean"])
 
 
+@pytest.mark.slow  # the sentiment prepare stage and 3 folds: ~20 s
 def test_the_sentiment_cv_stage_groups_reviews_of_one_movie_in_one_fold(tmp_path, monkeypatch):
     from forgeml.config import load_params
     from forgeml.tasks.sentiment.cv import _groups, _rows

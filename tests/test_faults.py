@@ -113,9 +113,10 @@ def test_a_kill_while_committing_train_outputs_keeps_the_old_ones_and_the_rerun_
 
 
 @pytest.mark.parametrize("stage,outputs", [
-    ("prepare", ["data/prepared/digits"]),
+    # One mechanism (staged outputs) for every stage: two of them in the slow tier (budget).
+    pytest.param("prepare", ["data/prepared/digits"], marks=pytest.mark.slow),
     ("evaluate", ["eval/digits", "metrics/digits/test.json", "plots/digits/confusion.csv"]),
-    ("report", ["reports/digits"]),
+    pytest.param("report", ["reports/digits"], marks=pytest.mark.slow),
 ])
 def test_a_kill_while_a_stage_writes_leaves_its_previous_outputs_intact(project, stage, outputs):
     paths = [project / p for p in outputs]
