@@ -104,7 +104,7 @@ def test_the_digits_cv_stage_trains_one_child_run_per_fold(tmp_path):
     assert {r.data.metrics["train_summary/epochs_trained"]
             for r in _cv_runs(project, "digits")[1]} == {2}
     # A rerun of the same folds reuses the finished ones: no new run, the same numbers.
-    again = run([FORGEML, "cv"], cwd=project)
+    again = run([DVC, "repro", "-f", "-s", "cv"], cwd=project)
     assert json.loads((project / "metrics/digits/cv.json").read_text()) == record
     assert len(_cv_runs(project, "digits")[1]) == 2, again.stdout
 

@@ -100,6 +100,7 @@ def test_killed_training_resumes_the_same_run_and_matches_an_uninterrupted_one(p
     assert not staging_leftovers(project)
 
 
+@pytest.mark.slow  # test budget: the same staging as the evaluate case below, plus the resume
 def test_a_kill_while_committing_train_outputs_keeps_the_old_ones_and_the_rerun_finishes(project):
     before = digest(project / "models/digits", project / "metrics/digits/train.json")
     killed = run([FORGEML, "train"], cwd=project, check=False, env=killed_at(BEFORE_COMMIT))
