@@ -64,6 +64,29 @@ def killed_at(point: str, rank: str | None = None, signal: str = "KILL") -> dict
     return env
 
 
+def process_alive(pid: int) -> bool:
+    """Running (a zombie, dead but not yet reaped, is not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_until_dead(pid: int, timeout_s: float = 60) -> bool:
+    deadline = time.time() + timeout_s
+    while process_alive(pid) and time.time() < deadline:
+        time.sleep(0.2)
+    return not process_alive(pid)
+
+
+def wait_for_checkpoint(project: Path, pipeline: str = "digits", timeout_s: float = 120) -> None:
+    """Until training of `pipeline` in `project` has written its first resume checkpoint."""
+    deadline = time.time() + timeout_s
+    while not any((project / ".forgeml/resume" / pipeline).glob("*/checkpoints/last.ckpt")):
+        assert time.time() < deadline, "training did not start"
+        time.sleep(0.3)
+
+
 def make_project(target: Path, experiment: str = "smoke") -> Path:
     """Copy what a clean clone holds into `target` with `experiment` as the default (DVC's
     `exp run -S` composes from conf/'s defaults), compose params, make it a git repo."""

@@ -10,13 +10,19 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import BIN, killed_at, make_project, run
+from conftest import (
+    BIN,
+    killed_at,
+    make_project,
+    run,
+    wait_for_checkpoint,
+    wait_until_dead,
+)
 from forgeml.tracking import TOP_LEVEL
 
 FORGEML, DVC = str(BIN / "forgeml"), str(BIN / "dvc")
@@ -167,10 +173,7 @@ def test_one_writer_per_stage_and_a_stage_orphaned_by_a_killed_dvc_stops(project
         assert "another `forgeml train` of pipeline 'digits' is running" in second.stderr
         os.kill(dvc.pid, signal.SIGKILL)
         dvc.wait()
-        deadline = time.time() + 60
-        while _alive(trainer) and time.time() < deadline:
-            time.sleep(0.5)
-        assert not _alive(trainer), "the orphaned trainer kept running"
+        assert wait_until_dead(trainer, 60), "the orphaned trainer kept running"
         [stopped] = [r for r in runs(project) if r.info.status == "FAILED"
                      and r.data.params.get("trainer.max_epochs") == "400"]
         folder = next((project / ".forgeml/resume/digits").glob("*"))
@@ -184,22 +187,9 @@ def test_one_writer_per_stage_and_a_stage_orphaned_by_a_killed_dvc_stops(project
 
 
 def _wait_for_training(project: Path) -> int:
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        holder = project / ".forgeml/locks/digits.train.json"
-        folder = project / ".forgeml/resume/digits"
-        if holder.exists() and any(folder.glob("*/checkpoints/last.ckpt")):
-            return json.loads(holder.read_text())["pid"]
-        time.sleep(0.3)
-    raise AssertionError("training did not start")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    """The training's pid, once it holds the stage lock and has checkpointed."""
+    wait_for_checkpoint(project)
+    return json.loads((project / ".forgeml/locks/digits.train.json").read_text())["pid"]
 
 
 # --- scheduled retraining and rollback, killed between registry calls -------------------------

@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, make_project, run
+from conftest import (
+    BIN,
+    make_project,
+    process_alive,
+    run,
+    wait_for_checkpoint,
+    wait_until_dead,
+)
 from forgeml import warm
 
 FORGEML = str(BIN / "forgeml")
@@ -61,13 +68,6 @@ def worker_of(folder: Path, command: str, timeout_s: float = 90) -> int:
                     return int(line.rsplit("worker ", 1)[1])
         time.sleep(0.2)
     raise AssertionError(f"no warm worker ran `forgeml {command}`")
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_the_server_key_follows_the_environment_but_not_what_changes_per_stage(monkeypatch):
@@ -164,10 +164,7 @@ def start_training(project: Path, folder: Path) -> tuple[subprocess.Popen, int]:
     client = subprocess.Popen([FORGEML, "train"], cwd=project, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     worker = worker_of(folder, "train")
-    deadline = time.time() + 120
-    while not any((project / ".forgeml/resume/digits").glob("*/checkpoints/last.ckpt")):
-        assert time.time() < deadline, "training did not start"
-        time.sleep(0.3)
+    wait_for_checkpoint(project)
     return client, worker
 
 
@@ -176,10 +173,7 @@ def test_a_kill_9_of_a_warm_stage_command_kills_its_stage(long_training, warm_di
     client, worker = start_training(long_training, warm_dir)
     client.kill()
     client.wait()
-    deadline = time.time() + 20
-    while alive(worker) and time.time() < deadline:
-        time.sleep(0.2)
-    assert not alive(worker), "the warm worker outlived its killed stage command"
+    assert wait_until_dead(worker, 20), "the warm worker outlived its killed stage command"
 
 
 @pytest.mark.slow  # a training run killed: ~15 s
@@ -188,7 +182,7 @@ def test_a_signal_to_a_warm_stage_command_reaches_its_stage(long_training, warm_
     client.send_signal(signal.SIGTERM)
     _, stderr = client.communicate(timeout=120)
     assert client.returncode != 0
-    assert not alive(worker)
+    assert not process_alive(worker)
     # The stage itself got the SIGTERM: training checkpointed as it stopped.
     folder = next((long_training / ".forgeml/resume/digits").glob("*"))
     assert (folder / "checkpoints" / "on_exception.ckpt").is_file(), stderr[-2000:]
@@ -206,16 +200,10 @@ def test_a_warm_stage_whose_dvc_is_killed_checkpoints_and_stops(long_training, w
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         worker = worker_of(warm_dir, "train")
-        deadline = time.time() + 120
-        while not any((long_training / ".forgeml/resume/digits").glob("*/checkpoints/last.ckpt")):
-            assert time.time() < deadline, "training did not start"
-            time.sleep(0.3)
+        wait_for_checkpoint(long_training)
         os.kill(dvc.pid, signal.SIGKILL)
         dvc.wait()
-        deadline = time.time() + 60
-        while alive(worker) and time.time() < deadline:
-            time.sleep(0.3)
-        assert not alive(worker), "the warm stage outlived its killed dvc"
+        assert wait_until_dead(worker, 60), "the warm stage outlived its killed dvc"
         folder = next((long_training / ".forgeml/resume/digits").glob("*"))
         assert (folder / "checkpoints" / "on_exception.ckpt").is_file()
     finally:

@@ -11,15 +11,15 @@ import math
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from forgeml import tracking
 from forgeml.artifacts import RUN_FILE
+from forgeml.dvc_command import dvc_executable
 from forgeml.errors import ForgeMLError
 
 # Timings, throughput and memory depend on the machine and its load, not on the run; exported
@@ -34,7 +34,7 @@ class Comparison:
     reproduced_run_id: str
     commit: str
     metrics: list[tuple[str, float, float, str]]  # name, original, reproduced, how they compare
-    lineage: list[tuple[str, str, str, bool]] = field(default_factory=list)  # what, was, is, same
+    lineage: list[tuple[str, str, str, bool]]  # what, was, is, same
 
     @property
     def verdict(self) -> str:
@@ -64,15 +64,15 @@ def reproduce(uri: str, run_id: str, root: Path, keep: bool = False) -> Comparis
         run_file = tree / cfg.paths.models / RUN_FILE
         reproduced_id = json.loads(run_file.read_text())["run_id"]
         again = tracking.client(store).get_run(reproduced_id)
-        comparison = Comparison(run_id, reproduced_id, commit,
-                                _compare(original.data.metrics, again.data.metrics))
-        comparison.lineage = [
+        lineage = [
             (what, tags.get(key, "not recorded"), again.data.tags.get(key, "not recorded"),
              tags.get(key) == again.data.tags.get(key))
             for what, key in (("code (git commit)", "forgeml.git_commit"),
                               ("data (hash of the prepared splits)", "forgeml.data_hash"),
                               ("config (hash)", "forgeml.config_hash"),
                               ("environment", "forgeml.environment"))]
+        comparison = Comparison(run_id, reproduced_id, commit,
+                                _compare(original.data.metrics, again.data.metrics), lineage)
     finally:
         _git(root, "worktree", "remove", "--force", str(tree))
         if not keep:
@@ -116,17 +116,12 @@ def _rerun(tree: Path, dvc_file: str, store: str, log: Path) -> None:
                                                       env.get("PYTHONPATH")]))
     env["MLFLOW_TRACKING_URI"] = store
     with open(log, "w", encoding="utf-8") as out:
-        done = subprocess.run([_dvc(), "repro", dvc_file], cwd=tree, env=env, stdout=out,
+        done = subprocess.run([dvc_executable(), "repro", dvc_file], cwd=tree, env=env, stdout=out,
                               stderr=subprocess.STDOUT)
     if done.returncode:
         tail = "\n".join(log.read_text(encoding="utf-8").splitlines()[-15:])
         raise ForgeMLError(f"The pipeline failed when rerun at the run's commit (exit "
                            f"{done.returncode}); the end of its output:\n{tail}")
-
-
-def _dvc() -> str:
-    beside = Path(sys.executable).parent / "dvc"  # this environment's, as the stages use
-    return str(beside) if beside.is_file() else "dvc"
 
 
 def _compare(was: dict[str, float], now: dict[str, float]) -> list[tuple[str, float, float, str]]:

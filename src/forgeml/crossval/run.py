@@ -51,13 +51,15 @@ def cv_path(cfg: DictConfig) -> Path:
     return Path(cfg.paths.metrics) / CV_FILE
 
 
-def cross_validate(cfg: DictConfig, pooled: Pooled, candidates: list[Candidate],
+def cross_validate(cfg: DictConfig, pool: Callable[[], Pooled], candidates: list[Candidate],
                    train: Callable[[DictConfig], dict | None]) -> dict:
+    """`pool` reads the data: only when the stage is on."""
     spec = cfg.cv
     if not spec.folds:
         record = {"folds": 0}
         atomic_write_json(cv_path(cfg), record)
         return record
+    pooled = pool()
     folds = make_folds(pooled.labels, int(spec.folds), int(spec.seed), pooled.groups)
     uri = tracking.tracking_uri(cfg)
     tracking.check_reachable(uri, cfg.logger.connect_timeout_s)

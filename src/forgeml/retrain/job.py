@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from forgeml.artifacts import read_run
 from forgeml.bootstrap import bootstrap_interval, level, paired_bootstrap_difference
 from forgeml.config import compose, load_params, write_params
 from forgeml.credentials import redact
+from forgeml.dvc_command import dvc_executable
 from forgeml.errors import ConfigError, DataError, ForgeMLError
 from forgeml.locks import pipeline_lock
 from forgeml.names import check_name
@@ -117,8 +117,7 @@ def push_outputs(root: Path, dvc_file: str, echo) -> None:
     pull` then gets them instead of recomputing (outputs marked `push: false`, data that may
     not be redistributed, stay local). After the decision is recorded: a remote that is down
     loses nothing, the next push sends them."""
-    dvc = Path(sys.executable).parent / "dvc"
-    command = str(dvc) if dvc.exists() else "dvc"
+    command = dvc_executable()
     remote = subprocess.run([command, "remote", "default"], cwd=root, capture_output=True,
                             text=True)
     if remote.returncode != 0 or not remote.stdout.strip():
@@ -270,8 +269,7 @@ def _dvc_changes(root: Path, dvc_file: str) -> list[str]:
 
 
 def _dvc(root: Path, args: list[str], echo) -> str:
-    dvc = Path(sys.executable).parent / "dvc"
-    result = subprocess.run([str(dvc) if dvc.exists() else "dvc", *args], cwd=root,
+    result = subprocess.run([dvc_executable(), *args], cwd=root,
                             capture_output=True, text=True)
     if result.returncode != 0:
         raise ForgeMLError(f"`dvc {' '.join(args)}` failed:\n{result.stderr[-2000:]}")

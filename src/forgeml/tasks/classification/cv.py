@@ -3,20 +3,17 @@ train + val images (stratified folds; the test split is not touched)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from omegaconf import DictConfig
 
-from forgeml.artifacts import DATA_CARD, read_data_card
+from forgeml.artifacts import read_data_card
 from forgeml.crossval.run import Candidate, Pooled, cross_validate
 from forgeml.data.tensors import load_split
 from forgeml.errors import ConfigError
-from forgeml.io import sha256_file
 from forgeml.tasks.classification import train as train_stage
+from forgeml.tasks.classification.prepare import SPLITS, split_statistics, write_splits
 
 MODEL = "model"  # cv.models entry: the pipeline's own model
 
@@ -26,36 +23,26 @@ def cv(cfg: DictConfig) -> dict:
     if unknown:
         raise ConfigError(f"cv.models {unknown}: an image pipeline cross-validates its own "
                           f"model only (cv.models: [{MODEL}]).")
+    label = cfg.model._target_.rsplit(".", 1)[-1]
+    return cross_validate(cfg, lambda: _pool(cfg), [Candidate(MODEL, label, cfg)],
+                          train_stage.train)
+
+
+def _pool(cfg: DictConfig) -> Pooled:
     card = read_data_card(cfg)
-    train_images, train_labels = load_split(cfg.paths.prepared, "train")
-    val_images, val_labels = load_split(cfg.paths.prepared, "val")
-    images = torch.cat([train_images, val_images])
-    labels = torch.cat([train_labels, val_labels])
+    splits = {name: tuple(t.numpy() for t in load_split(cfg.paths.prepared, name))
+              for name in SPLITS}
+    images = np.concatenate([splits["train"][0], splits["val"][0]])
+    labels = np.concatenate([splits["train"][1], splits["val"][1]])
 
     def write_fold(out: Path, trained_on: np.ndarray, held_out: np.ndarray) -> None:
-        fold_card = {**card, "split": {**card["split"], "protocol": "a fold of train + val"}}
-        num_classes = len(card["class_names"])
-        for name, index in (("train", trained_on), ("val", held_out)):
-            index = torch.from_numpy(index)
-            torch.save({"images": images[index].clone(), "labels": labels[index].clone()},
-                       out / f"{name}.pt")
-            fold_card["counts"] = {**fold_card["counts"], name: len(index)}
-            fold_card["class_counts"] = {**fold_card["class_counts"], name: np.bincount(
-                labels[index].numpy(), minlength=num_classes).tolist()}
-        # The model normalises with its training images' statistics: the fold's own.
-        fold_images = images[torch.from_numpy(trained_on)].double()
-        fold_card["normalization"] = {"mean": float(fold_images.mean()),
-                                      "std": float(fold_images.std(correction=0))}
-        (out / "test.pt").write_bytes((Path(cfg.paths.prepared) / "test.pt").read_bytes())
-        fold_card["files"] = {f"{n}.pt": sha256_file(out / f"{n}.pt")
-                              for n in ("train", "val", "test")}
-        fold_card["data_hash"] = hashlib.sha256("".join(
-            fold_card["files"][f"{n}.pt"] for n in ("train", "val", "test")).encode()).hexdigest()
-        (out / DATA_CARD).write_text(json.dumps(fold_card, indent=2, sort_keys=True))
+        fold = {"train": (images[trained_on], labels[trained_on]),
+                "val": (images[held_out], labels[held_out]), "test": splits["test"]}
+        # The fold's own counts and normalisation (from its training images).
+        write_splits(out, fold, {**card, **split_statistics(fold, len(card["class_names"])),
+                                 "split": {**card["split"], "protocol": "a fold of train + val"}})
 
-    pooled = Pooled(labels.numpy(), None, write_fold)
-    label = cfg.model._target_.rsplit(".", 1)[-1]
-    return cross_validate(cfg, pooled, [Candidate(MODEL, label, cfg)], train_stage.train)
+    return Pooled(labels, None, write_fold)
 
 
 def summarize(cfg: DictConfig, record: dict) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -53,10 +54,7 @@ def prepare(cfg: DictConfig) -> dict:
         "source_files": raw.files,
         "image_shape": list(shape),
         "class_names": list(data.class_names),
-        "counts": {name: len(y) for name, (_, y) in splits.items()},
-        "class_counts": {
-            name: np.bincount(y, minlength=classes).tolist() for name, (_, y) in splits.items()
-        },
+        **split_statistics(splits, classes),
         "removed": removed,
         "raw_count": len(raw.labels) + (0 if raw.test_labels is None else len(raw.test_labels)),
         "split": {
@@ -66,18 +64,37 @@ def prepare(cfg: DictConfig) -> dict:
             "test_fraction": data.split.test_fraction if raw.test_images is None else None,
             "seed": data.split.seed,
         },
-        # Statistics of the training split; the model normalises its input with them.
+    }
+    with atomic_dir(cfg.paths.prepared) as out:
+        return write_splits(out, splits, card)
+
+
+Splits = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def split_statistics(splits: Splits, num_classes: int) -> dict:
+    """The data card's counts, and the training split's statistics (the model normalises its
+    input with them)."""
+    return {
+        "counts": {name: len(y) for name, (_, y) in splits.items()},
+        "class_counts": {
+            name: np.bincount(y, minlength=num_classes).tolist() for name, (_, y) in splits.items()
+        },
         "normalization": {"mean": float(splits["train"][0].mean()),
                           "std": float(splits["train"][0].std())},
     }
-    with atomic_dir(cfg.paths.prepared) as out:
-        for name, (x, y) in splits.items():
-            torch.save({"images": torch.from_numpy(np.ascontiguousarray(x)),
-                        "labels": torch.from_numpy(y)}, out / f"{name}.pt")
-        card["files"] = {f"{name}.pt": sha256_file(out / f"{name}.pt") for name in SPLITS}
-        card["data_hash"] = hashlib.sha256(
-            "".join(card["files"][f"{name}.pt"] for name in SPLITS).encode()).hexdigest()
-        atomic_write_json(out / "data_card.json", card)
+
+
+def write_splits(out: Path, splits: Splits, card: dict) -> dict:
+    """<out>/{train,val,test}.pt and data_card.json with each file's SHA-256 and the data hash
+    (the prepared format every image stage reads; cross-validation folds are written so too)."""
+    for name, (x, y) in splits.items():
+        torch.save({"images": torch.from_numpy(np.ascontiguousarray(x)),
+                    "labels": torch.from_numpy(y)}, out / f"{name}.pt")
+    card["files"] = {f"{name}.pt": sha256_file(out / f"{name}.pt") for name in SPLITS}
+    card["data_hash"] = hashlib.sha256(
+        "".join(card["files"][f"{name}.pt"] for name in SPLITS).encode()).hexdigest()
+    atomic_write_json(out / "data_card.json", card)
     return card
 
 

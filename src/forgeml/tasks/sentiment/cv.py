@@ -5,51 +5,40 @@ movie are all in one fold)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from omegaconf import DictConfig
 
-from forgeml.artifacts import DATA_CARD, read_data_card
+from forgeml.artifacts import read_data_card
 from forgeml.config import instantiate
 from forgeml.crossval.run import Candidate, Pooled, cross_validate
 from forgeml.errors import ConfigError, DataError
-from forgeml.io import sha256_file
 from forgeml.tasks import sentiment
 from forgeml.tasks.sentiment import train as train_stage
 from forgeml.tasks.sentiment.baselines import baseline_config
-from forgeml.tasks.sentiment.prepare import clean
-
-SPLITS = ("train", "val", "test")
+from forgeml.tasks.sentiment.prepare import SPLITS, clean, split_counts, write_splits
 
 
 def cv(cfg: DictConfig) -> dict:
-    candidates = _candidates(cfg)
+    return cross_validate(cfg, lambda: _pool(cfg), _candidates(cfg), train_stage.train)
+
+
+def _pool(cfg: DictConfig) -> Pooled:
     card = read_data_card(cfg)
     rows = {name: _rows(cfg, name) for name in SPLITS}
     pool = rows["train"] + rows["val"]
-    labels = np.array([r["label"] for r in pool], dtype=np.int64)
-    groups = _groups(cfg, pool) if cfg.cv.folds else None
+    frame = pd.DataFrame(pool, columns=["id", "text", "label"])
+    test = pd.DataFrame(rows["test"], columns=["id", "text", "label"])
 
     def write_fold(out: Path, trained_on: np.ndarray, held_out: np.ndarray) -> None:
-        fold = {"train": [pool[i] for i in trained_on], "val": [pool[i] for i in held_out],
-                "test": rows["test"]}
-        for name, part in fold.items():
-            (out / f"{name}.jsonl").write_text("".join(
-                json.dumps(r, ensure_ascii=False) + "\n" for r in part), encoding="utf-8")
-        names = card["class_names"]
-        fold_card = {**card, "split": {**card["split"], "method": "a fold of train + val"},
-                     "counts": {name: {names[k]: sum(r["label"] == k for r in part)
-                                       for k in range(len(names))}
-                                for name, part in fold.items()}}
-        fold_card["data_hash"] = "sha256:" + hashlib.sha256("".join(
-            sha256_file(out / f"{name}.jsonl") for name in SPLITS).encode()).hexdigest()
-        (out / DATA_CARD).write_text(json.dumps(fold_card, indent=2, sort_keys=True))
+        fold = {"train": frame.iloc[trained_on], "val": frame.iloc[held_out], "test": test}
+        write_splits(out, fold, {**card, "counts": split_counts(fold, card["class_names"]),
+                                 "split": {**card["split"], "method": "a fold of train + val"}})
 
-    return cross_validate(cfg, Pooled(labels, groups, write_fold), candidates,
-                          train_stage.train)
+    return Pooled(frame["label"].to_numpy(dtype=np.int64), _groups(cfg, pool), write_fold)
 
 
 def _candidates(cfg: DictConfig) -> list[Candidate]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -101,23 +102,35 @@ def prepare(cfg: DictConfig) -> dict:
         "raw_rows": raw_rows, "kept": len(frame), "removed": removed,
         "split": {"method": "stratified by label", "seed": split.seed,
                   "val_fraction": split.val_fraction, "test_fraction": split.test_fraction},
-        "counts": {name: {class_names[k]: int(v) for k, v in
-                          part["label"].value_counts().sort_index().items()}
-                   for name, part in splits.items()},
+        "counts": split_counts(splits, class_names),
         "length": length_summary(frame["words"], buckets),
     }
     if frame["group"].notna().any():  # e.g. the same movie reviewed in train and test
         train_groups = set(splits["train"]["group"].dropna())
         card["test_groups_also_in_train"] = int(splits["test"]["group"].dropna()
                                                 .isin(train_groups).sum())
+    rows = {name: part[["text", "label"]].assign(id=part.index)[["id", "text", "label"]]
+            for name, part in splits.items()}
     with atomic_dir(cfg.paths.prepared) as out:
-        for name, part in splits.items():
-            rows = part[["text", "label"]].assign(id=part.index)[["id", "text", "label"]]
-            atomic_write_text(out / f"{name}.jsonl", rows.to_json(orient="records", lines=True,
-                                                                  force_ascii=False))
-        card["data_hash"] = "sha256:" + hashlib.sha256("".join(
-            sha256_file(out / f"{name}.jsonl") for name in SPLITS).encode()).hexdigest()
-        atomic_write_json(out / "data_card.json", card)
+        return write_splits(out, rows, card)
+
+
+def split_counts(splits: dict[str, pd.DataFrame], class_names: list[str]) -> dict:
+    return {name: {class_names[k]: int(v) for k, v in
+                   part["label"].value_counts().sort_index().items()}
+            for name, part in splits.items()}
+
+
+def write_splits(out: Path, rows: dict[str, pd.DataFrame], card: dict) -> dict:
+    """<out>/{train,val,test}.jsonl (id, text, label; the id is the row of the cleaned source)
+    and data_card.json with the data hash (the prepared format every sentiment stage reads;
+    cross-validation folds are written so too)."""
+    for name in SPLITS:
+        atomic_write_text(out / f"{name}.jsonl", rows[name].to_json(
+            orient="records", lines=True, force_ascii=False))
+    card["data_hash"] = "sha256:" + hashlib.sha256("".join(
+        sha256_file(out / f"{name}.jsonl") for name in SPLITS).encode()).hexdigest()
+    atomic_write_json(out / "data_card.json", card)
     return card
 
 
