@@ -82,3 +82,39 @@ def test_ddp_on_two_cpu_processes_logs_exactly_one_run(prepared):
     assert record["train_samples_per_second"] * record["train_seconds"] >= 2 * card["counts"][
         "train"] - 2
     assert (prepared / "models/digits/best.ckpt").is_file() and not _leftovers(prepared)
+
+
+def test_training_clock_counts_batches_only(monkeypatch):
+    """Throughput is samples over time in training batches, as a plain loop's timer around
+    its batches: validation, checkpoint writing and logging between epochs are excluded, and
+    a mid-epoch validation (the LM) pauses the clock until the next batch."""
+    from forgeml.training import callbacks
+
+    now = [0.0]
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: now[0])
+    clock = callbacks.TrainingClock()
+
+    def advance(seconds):
+        now[0] += seconds
+
+    clock.on_train_batch_start(None, None, None, 0)
+    advance(2.0)  # batches
+    clock.on_train_batch_start(None, None, None, 1)  # already running: no restart
+    advance(1.0)
+    clock.on_validation_start(None, None)
+    advance(5.0)  # validation, then checkpoints written at validation end
+    clock.on_train_epoch_end(None, None)
+    advance(3.0)  # MLflow logging, next epoch's set-up
+    clock.on_train_batch_start(None, None, None, 0)
+    advance(1.5)
+    clock.on_validation_start(None, None)  # mid-epoch validation
+    advance(4.0)
+    clock.on_train_batch_start(None, None, None, 7)
+    advance(0.5)
+    clock.on_train_end(None, None)
+    advance(9.0)
+    clock.on_train_end(None, None)
+    assert clock.seconds == pytest.approx(5.0)
+    restored = callbacks.TrainingClock()
+    restored.load_state_dict(clock.state_dict())  # a resumed run continues its seconds
+    assert restored.seconds == pytest.approx(5.0)

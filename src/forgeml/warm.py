@@ -45,7 +45,11 @@ _VOLATILE_PREFIXES = ("DVC_EXP_",)
 PRELOAD = ("numpy", "torch", "scipy.stats", "pandas", "sklearn.model_selection",
            "sklearn.linear_model", "sklearn.metrics", "omegaconf", "hydra", "jinja2",
            "safetensors.torch", "torchmetrics", "pytorch_lightning", "mlflow",
-           "mlflow.pytorch", "matplotlib.pyplot", "onnx")
+           "mlflow.pytorch", "matplotlib.pyplot", "onnx",
+           # MLflow's SQL stores (~1 s per process to import and map) and torch's ONNX exporter
+           # (~1.5 s on its first export), both pure imports: nothing connected or started.
+           "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.model_registry.sqlalchemy_store",
+           "onnxscript", "torch.onnx._internal.exporter._core")
 # Not onnxruntime: its import starts threads, and a fork of it hangs.
 _STARTING_WAIT_S = 30.0
 _ORIGIN_ENV = "FORGEML_WARM_ORIGIN_PID"
@@ -275,6 +279,10 @@ def _preload() -> None:
             importlib.import_module(name)
         except Exception as err:  # noqa: BLE001 - an optional library: the stage imports it cold
             _log(f"not preloaded: {name} ({type(err).__name__})")
+    with contextlib.suppress(Exception):  # MLflow's ORM mapping, once instead of per stage
+        from sqlalchemy.orm import configure_mappers
+
+        configure_mappers()
     if threading.active_count() > 1:
         # A thread started by an import would not survive fork in the workers.
         _log(f"warning: {threading.active_count() - 1} extra thread(s) after preload")

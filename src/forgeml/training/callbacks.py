@@ -14,30 +14,28 @@ from forgeml.errors import TrainingError
 
 
 class TrainingClock(Callback):
-    """Seconds spent in training batches and the optimiser, validation excluded."""
+    """Seconds spent in training batches and the optimiser, as a plain loop's timer around
+    its batches: validation, checkpoint writing and metric logging between epochs excluded.
+    The clock starts at the first batch after any pause (epoch start, resume, validation)."""
 
     def __init__(self):
         self.seconds = 0.0
         self._since: float | None = None
-
-    def _start(self) -> None:
-        self._since = time.perf_counter()
 
     def _stop(self) -> None:
         if self._since is not None:
             self.seconds += time.perf_counter() - self._since
             self._since = None
 
-    def on_train_start(self, trainer, pl_module) -> None:
-        self._start()
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if self._since is None:
+            self._since = time.perf_counter()
 
     def on_validation_start(self, trainer, pl_module) -> None:
-        if not trainer.sanity_checking:
-            self._stop()
+        self._stop()
 
-    def on_validation_end(self, trainer, pl_module) -> None:
-        if not trainer.sanity_checking:
-            self._start()
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._stop()
 
     def on_train_end(self, trainer, pl_module) -> None:
         self._stop()

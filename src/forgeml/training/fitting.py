@@ -9,6 +9,7 @@ import contextvars
 import json
 import math
 import os
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,7 +92,10 @@ def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
                        checkpoint, _ResumableProgress(),
                        _CheckpointOnInterrupt(resume.checkpoints), *(extra_callbacks or []),
                        *_extra_callbacks.get()]
-    if cfg.trainer.get("enable_progress_bar", True):
+    # A live bar where someone watches a terminal; in logs (CI, a scheduler, captured output)
+    # it is noise and costs a few % of a small model's step time.
+    show_bar = cfg.trainer.get("enable_progress_bar", True) and sys.stdout.isatty()
+    if show_bar:
         callbacks.append(RichProgressBar(refresh_rate=cfg.train.progress_refresh_steps))
     stopping = cfg.train.get("early_stopping")
     if stopping and stopping.enabled:
@@ -99,7 +103,8 @@ def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
                                        patience=stopping.patience))
     logger = _run_logger(cfg.logger.experiment_name, uri, run_id, step_by_epoch)
     trainer = instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=logger,
-                          default_root_dir=str(resume.folder), enable_model_summary=False)
+                          default_root_dir=str(resume.folder), enable_model_summary=False,
+                          enable_progress_bar=show_bar)
     try:
         # Resume checkpoints hold plain containers and tensors only (see _ResumableProgress).
         with tracking.system_metrics(uri, run_id, cfg.logger.system_metrics_interval_s):
