@@ -13,9 +13,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
 DVC_FILES = ("dvc.yaml", "pipelines/lm/dvc.yaml", "pipelines/recsys/dvc.yaml",
-             "pipelines/sentiment/dvc.yaml", "pipelines/gan/dvc.yaml")
+             "pipelines/sentiment/dvc.yaml", "pipelines/gan/dvc.yaml", "pipelines/ssl/dvc.yaml")
 # The task packages: their stage and retraining loaders import lazily (forgeml.tasks.interface).
-TASK_PACKAGES = ("classification", "generative", "lm", "recsys", "sentiment")
+TASK_PACKAGES = ("classification", "generative", "lm", "pretraining", "recsys", "sentiment")
 # Read at run time without an import: the report templates.
 DATA_DEPS = {"report": {"src/forgeml/reporting/templates"}}
 
@@ -83,7 +83,7 @@ def stages() -> list[tuple[str, str, str, list[str]]]:
             words = stage["cmd"].split()
             params = words[words.index("-p") + 1] if "-p" in words else "params.yaml"
             task = yaml.safe_load((REPO / params).read_text())["pipeline"]["task"]
-            out.append((dvc_file, name, task, list(stage.get("deps", []))))
+            out.append((dvc_file, name, task, list(stage.get("deps") or [])))
     return out
 
 

@@ -86,6 +86,18 @@ def features(params: ParamsOption = Path("params.yaml")) -> None:
 
 
 @app.command()
+def pretrain(params: ParamsOption = Path("params.yaml")) -> None:
+    """Pre-train the encoder as a masked autoencoder on unlabelled images (ssl)."""
+    _run_stage("pretrain", params)
+
+
+@app.command()
+def finetune(params: ParamsOption = Path("params.yaml")) -> None:
+    """Fine-tune each model on each labelled subset (ssl)."""
+    _run_stage("finetune", params)
+
+
+@app.command()
 def evaluate(params: ParamsOption = Path("params.yaml")) -> None:
     """Test-split metrics with intervals and baselines; logged into the training run."""
     _run_stage("evaluate", params)

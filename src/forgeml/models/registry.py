@@ -25,6 +25,7 @@ NETWORKS: dict[str, tuple[str, str]] = {
         ("forgeml.models.minilm_classifier", "MiniLMClassifier"),
         ("forgeml.models.dcgan", "DCGANGenerator"),
         ("forgeml.models.dcgan", "DCGANDiscriminator"),
+        ("forgeml.models.mae", "ViTClassifier"),
     ]
 }
 

@@ -266,3 +266,21 @@ def class_bars(values: list[float], class_names: list[str], title: str, ylabel: 
     ax.set(title=title, ylabel=ylabel)
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)
+
+
+def label_efficiency(series: dict[str, list[tuple[int, float, tuple[float, float]]]]) -> bytes:
+    """Test accuracy against the number of labelled images (log scale), one line per model,
+    with each point's interval."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for name, points in series.items():
+        labels = [p[0] for p in points]
+        accs = np.array([p[1] for p in points])
+        lows, highs = np.array([p[2][0] for p in points]), np.array([p[2][1] for p in points])
+        ax.errorbar(labels, accs, yerr=[accs - lows, highs - accs], marker="o", capsize=3,
+                    label=name)
+    ax.set_xscale("log")
+    ax.set(title="Test accuracy by number of labelled training images",
+           xlabel="labelled images (log scale)", ylabel="test accuracy")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return _png(fig)

@@ -6,11 +6,11 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from forgeml.errors import ConfigError
-from forgeml.tasks import classification, generative, lm, recsys, sentiment
+from forgeml.tasks import classification, generative, lm, pretraining, recsys, sentiment
 from forgeml.tasks.interface import Task
 
 TASKS: dict[str, Task] = {task.name: task for task in (
-    classification.TASK, generative.TASK, lm.TASK, recsys.TASK, sentiment.TASK)}
+    classification.TASK, generative.TASK, lm.TASK, pretraining.TASK, recsys.TASK, sentiment.TASK)}
 
 
 def task_named(name: str, source: str = "params.yaml") -> Task:

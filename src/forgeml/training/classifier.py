@@ -144,8 +144,9 @@ class Classifier(pl.LightningModule):
 class ImageClassifier(Classifier):
     """Images, with optional random shifts/rotations of the training batches."""
 
-    def __init__(self, network: nn.Module, optimizer: Callable, augment: dict | None = None):
-        super().__init__(network, optimizer)
+    def __init__(self, network: nn.Module, optimizer: Callable, augment: dict | None = None,
+                 warmup_fraction: float = 0.0):
+        super().__init__(network, optimizer, warmup_fraction)
         self.augment = augment if augment and augment.get("enabled") else None
 
     def transform_inputs(self, x: torch.Tensor) -> torch.Tensor:

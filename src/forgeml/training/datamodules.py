@@ -42,6 +42,22 @@ class PreparedDataModule(pl.LightningDataModule):
         return tensor_loader(self.splits["test"], self.eval_batch_size, False, self.pin_memory)
 
 
+class SubsetDataModule(PreparedDataModule):
+    """The prepared splits with training restricted to `indices` of the train split (a labelled
+    subset); validation and test unchanged."""
+
+    def __init__(self, prepared_dir: str | Path, indices: torch.Tensor, batch_size: int,
+                 eval_batch_size: int, pin_memory: bool = False):
+        super().__init__(prepared_dir, batch_size, eval_batch_size, pin_memory)
+        self.indices = indices
+
+    def setup(self, stage: str | None = None) -> None:
+        if "train" not in self.splits:
+            images, labels = load_split(self.prepared_dir, "train")
+            self.splits["train"] = TensorBatchDataset(images[self.indices], labels[self.indices])
+        super().setup(stage)
+
+
 class InteractionDataModule(pl.LightningDataModule):
     def __init__(self, prepared: str | Path, batch_size: int, eval_batch_size: int,
                  num_negatives: int, seed: int):

@@ -23,6 +23,13 @@ SPLITS = ("train", "val", "test")
 
 def prepare(cfg: DictConfig) -> dict:
     """Write <paths.prepared>/{train,val,test}.pt and data_card.json; return the data card."""
+    splits, card = build_splits(cfg)
+    with atomic_dir(cfg.paths.prepared) as out:
+        return write_splits(out, splits, card)
+
+
+def build_splits(cfg: DictConfig) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict]:
+    """The validated, de-duplicated, split images and their data card (files not yet named)."""
     data = cfg.data
     raw: ImageSource = instantiate(data.source, "data.source")
     shape, classes = tuple(data.image_shape), data.num_classes
@@ -65,8 +72,7 @@ def prepare(cfg: DictConfig) -> dict:
             "seed": data.split.seed,
         },
     }
-    with atomic_dir(cfg.paths.prepared) as out:
-        return write_splits(out, splits, card)
+    return splits, card
 
 
 Splits = dict[str, tuple[np.ndarray, np.ndarray]]
