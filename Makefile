@@ -6,7 +6,7 @@ STAMP := $(VENV)/.setup-done
 # dvc.yaml's stage commands call `forgeml` from the project's environment.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup run run-lm run-recsys run-sentiment run-gan test test-slow test-long lint bench clean
+.PHONY: setup run run-lm run-recsys run-sentiment run-gan run-ssl server test test-slow test-long lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt requirements-data.txt
 	bash scripts/setup.sh
@@ -23,8 +23,8 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m "slow and not long"
 
-# The longest accuracy targets: the shipped sentiment (~35 min on 2 cores), GAN (~15 min) and
-# LM (~7 min) pipelines end to end, and the seed CNN on Fashion-MNIST (~3.5 min).
+# The longest accuracy targets: the shipped sentiment (~35 min on 2 cores), SSL (~25 min), GAN
+# (~15 min) and LM (~7 min) pipelines end to end, and the seed CNN on Fashion-MNIST (~3.5 min).
 test-long: $(STAMP)
 	$(BIN)/python -m pytest -m long
 
@@ -49,6 +49,13 @@ run-sentiment: $(STAMP)
 
 run-gan: $(STAMP)
 	$(BIN)/dvc repro pipelines/gan/dvc.yaml
+
+# The team's MLflow tracking server on PostgreSQL (settings: scripts/team_server.sh).
+server: $(STAMP)
+	bash scripts/team_server.sh
+
+run-ssl: $(STAMP)
+	$(BIN)/dvc repro pipelines/ssl/dvc.yaml
 
 clean:
 	rm -rf data/prepared models metrics plots reports eval

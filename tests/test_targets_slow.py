@@ -92,3 +92,18 @@ def test_default_gan_draws_recognisable_classes_far_closer_than_epoch_one(tmp_pa
     assert test["fid"] < 0.01 * test["fid_noise"], test
     assert test["min_class_share"] >= 0.5, test
     assert test["copy_share_pixels"] < 0.05, test  # fewer near-copies than real unseen images
+
+
+@pytest.mark.long
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+                    reason="Debian's dataset-fashion-mnist is not installed")
+def test_default_ssl_pretraining_saves_labels(tmp_path):
+    """The shipped pipelines/ssl (~25 minutes on 2 cores): with 1% of the labels the fine-tuned
+    pre-trained encoder beats the identical network from scratch by >= 5 points (paired
+    interval above 0) and beats the seed CNN from scratch."""
+    project = make_project(tmp_path)
+    run([str(BIN / "dvc"), "repro", "pipelines/ssl/dvc.yaml"], cwd=project, timeout=3600)
+    evaluation = json.loads((project / "eval/ssl/evaluation.json").read_text())
+    gain = evaluation["differences"]["pretrained_vs_scratch"]["1pct"]
+    assert gain["difference"] >= 0.05 and gain["low"] > 0, gain
+    assert evaluation["differences"]["pretrained_vs_cnn"]["1pct"]["difference"] > 0, evaluation

@@ -52,15 +52,33 @@ def tracking_uri(cfg: DictConfig) -> str:
 
 
 def default_tracking_uri(given: str | None = None) -> str:
-    """`given` (a --tracking-uri), else $MLFLOW_TRACKING_URI, else the project's sqlite store."""
+    """`given` (a --tracking-uri), else $MLFLOW_TRACKING_URI, else the project's configured
+    server (`logger.tracking_uri` in its params.yaml, e.g. `logger=server`), else the project's
+    sqlite store."""
     clean_environment()
-    uri = given or os.environ.get("MLFLOW_TRACKING_URI")
+    uri = given or os.environ.get("MLFLOW_TRACKING_URI") or _configured_uri()
     return client_uri(uri) if uri else f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def _configured_uri() -> str | None:
+    """The root params.yaml's logger.tracking_uri: commands outside the pipeline (retrain,
+    predict, reproduce, sweeps) use the server its stages log to."""
+    import yaml
+
+    try:
+        params = yaml.safe_load((project_root() / "params.yaml").read_text())
+        return (params.get("logger") or {}).get("tracking_uri") or None
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
 
 
 def check_reachable(uri: str, timeout_s: float) -> None:
     """Fail fast, with the fix, when a remote tracking server does not answer or refuses
-    ForgeML's credentials (/health answers without them, so an API call checks them)."""
+    ForgeML's credentials (/health answers without them, so an API call checks them); a
+    database store (PostgreSQL, MySQL) is tried once, instead of MLflow's ~100 s of retries."""
+    if uri.split(":", 1)[0].split("+")[0] in _DATABASE_SCHEMES:
+        _check_database(uri, timeout_s)
+        return
     if not uri.startswith(("http://", "https://")):
         return
     base = uri.rstrip("/")
@@ -80,6 +98,39 @@ def check_reachable(uri: str, timeout_s: float) -> None:
             _unreachable(uri, f"HTTP {err.code}")
         except (urllib.error.URLError, TimeoutError, OSError) as err:
             _unreachable(uri, str(getattr(err, "reason", err)))
+
+
+_DATABASE_SCHEMES = ("postgresql", "postgres", "mysql", "mssql")
+
+
+def _check_database(uri: str, timeout_s: float) -> None:
+    import sqlalchemy
+
+    scheme = uri.split(":", 1)[0]
+    connect_args = {"connect_timeout": max(1, int(timeout_s))} if "postgres" in scheme or \
+        "mysql" in scheme else {}
+    try:
+        engine = sqlalchemy.create_engine(uri, connect_args=connect_args)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except ModuleNotFoundError:
+        raise  # a missing driver: forgeml.faults names the package to install
+    except Exception as err:  # noqa: BLE001 - each driver raises its own kinds
+        reason = str(getattr(err, "orig", err) or err).strip().splitlines()
+        reason = reason[0].strip() if reason else type(err).__name__
+        lowered = reason.lower()
+        if "password" in lowered or "authentication" in lowered or "access denied" in lowered:
+            hint = ("it refused the credentials, so give the database password through the "
+                    "driver's variable (PGPASSWORD for PostgreSQL) or $MLFLOW_TRACKING_URI, "
+                    "which ForgeML never stores")
+        elif "does not exist" in lowered or "unknown database" in lowered:
+            hint = "create the database (e.g. `createdb mlflow`), or fix the URI"
+        else:
+            hint = ("it does not answer: start the database (e.g. `pg_ctlcluster 15 main "
+                    "start`), or fix the host and port in the URI")
+        raise TrackingError(f"The MLflow tracking database {display_uri(uri)} cannot be used "
+                            f"({reason[:200]}): {hint}; nothing was written.") from None
 
 
 def _unreachable(uri: str, problem: str) -> None:

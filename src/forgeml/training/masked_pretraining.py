@@ -27,9 +27,14 @@ def warmup_cosine(warmup: int, total: int):
 
 class MaskedPretraining(pl.LightningModule):
     def __init__(self, mae: MaskedAutoencoder, lr: float, weight_decay: float,
-                 warmup_fraction: float, grid_images: torch.Tensor):
+                 warmup_fraction: float, grid_images: torch.Tensor, mean: float = 0.0,
+                 std: float = 1.0):
+        """`mean`, `std`: the training split's pixel statistics; images are normalised with
+        them (as the classifiers' NormalizedNetwork does), so the encoder sees what it sees
+        when fine-tuned. `grid_images` are already normalised."""
         super().__init__()
         self.mae = mae
+        self.mean, self.std = mean, std
         self.lr, self.weight_decay, self.warmup_fraction = lr, weight_decay, warmup_fraction
         self.register_buffer("grid_images", grid_images, persistent=False)
         self.history: list[dict[str, float]] = []
@@ -59,6 +64,7 @@ class MaskedPretraining(pl.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
         images, _ = batch  # the labels are never used
+        images = (images - self.mean) / self.std
         loss, _, _ = self.mae(images)
         self._sums["train"] += torch.stack([loss.detach() * len(images),
                                             torch.tensor(float(len(images)),
@@ -71,7 +77,7 @@ class MaskedPretraining(pl.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, _ = batch
-        loss, _, _ = self.mae(images, generator=self._val_masks)
+        loss, _, _ = self.mae((images - self.mean) / self.std, generator=self._val_masks)
         self._sums["val"] += torch.stack([loss * len(images),
                                           torch.tensor(float(len(images)), device=self.device)])
 

@@ -39,19 +39,6 @@ def normalized(images: torch.Tensor, card: dict) -> torch.Tensor:
     return (images - norm["mean"]) / norm["std"]
 
 
-class _Normalizing(MaskedPretraining):
-    """The MAE on images normalised with the training split's statistics (as the classifiers'
-    NormalizedNetwork does), so the encoder sees what it sees when fine-tuned."""
-
-    def __init__(self, *args, mean: float, std: float, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.mean, self.std = mean, std
-
-    def on_before_batch_transfer(self, batch, dataloader_idx: int):
-        images, labels = batch
-        return (images - self.mean) / self.std, labels
-
-
 def pretrain(cfg: DictConfig) -> dict | None:
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import Callback
@@ -64,9 +51,9 @@ def pretrain(cfg: DictConfig) -> dict | None:
     mae = MaskedAutoencoder(encoder, p.decoder.n_layer, p.decoder.n_embd, p.decoder.n_head,
                             p.mask_ratio, p.norm_pix_loss)
     val_images, _ = load_split(cfg.paths.prepared, "val")
-    task = _Normalizing(mae, p.lr, p.weight_decay, p.warmup_fraction,
-                        normalized(val_images[:p.grid_images], card),
-                        **card["normalization"])
+    task = MaskedPretraining(mae, p.lr, p.weight_decay, p.warmup_fraction,
+                             normalized(val_images[:p.grid_images], card),
+                             **card["normalization"])
     on_gpu = cfg.trainer.get("accelerator") in ("gpu", "cuda")
     datamodule = PreparedDataModule(cfg.paths.prepared, int(p.batch_size),
                                     cfg.train.eval_batch_size, pin_memory=on_gpu)

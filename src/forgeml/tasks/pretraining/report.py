@@ -76,8 +76,8 @@ class PretrainingReport(ReportSections):
                 f"{points(gain['difference'])} of test accuracy ({pre['acc']:.1%} vs "
                 f"{scratch['acc']:.1%}; {ctx.level} interval {points(gain['low'])} to "
                 f"{points(gain['high'])} on the same {r['n_test']:,} test images): "
-                + ("a clear gain." if clear else "not a clear gain (the interval includes 0)."
-                   if gain["high"] > 0 else "pre-training hurts here."))
+                + ("a clear gain." if clear else "pre-training hurts here." if gain["high"] < 0
+                   else "not a clear difference (the interval includes 0)."))
             better = clear and gain["difference"] >= TARGET_GAIN
             worse = gain["high"] < 0
         match = r.get("scratch_labels_to_match")
@@ -109,13 +109,19 @@ class PretrainingReport(ReportSections):
         return Verdict([s for s in sentences if s], better, worse)
 
     def comparison(self, ctx: ReportContext) -> dict:
+        """Test accuracy (interval) per model and number of labels; validation accuracy, which
+        chose each checkpoint, in the last column."""
+        by = self._models(ctx)
+        fractions = sorted({m["fraction"] for m in ctx.result["models"]})
+        counts = {m["fraction"]: m["labels"] for m in ctx.result["models"]}
         rows = []
-        for m in ctx.result["models"]:
-            rows.append([m["label"], f"{m['labels']:,}", f"{m['acc']:.1%}",
-                         ctx.interval(m["acc_ci"]), f"{m['best_val_acc']:.1%}",
-                         f"{m['steps']:,}"])
-        return table(["Model", "Labelled images", "Test accuracy", f"{ctx.level} interval",
-                      "Validation accuracy", "Steps"], rows)
+        for kind in dict.fromkeys(m["model"] for m in ctx.result["models"]):
+            cells = [by[kind, f] for f in fractions if (kind, f) in by]
+            rows.append([cells[0]["label"], *(
+                f"{m['acc']:.1%} ({ctx.interval(m['acc_ci'])})" for m in cells),
+                " / ".join(f"{m['best_val_acc']:.1%}" for m in cells)])
+        return table(["Model", *(f"{f:.0%} labels ({counts[f]:,})" for f in fractions),
+                      "Validation accuracy"], rows)
 
     def training_note(self, ctx: ReportContext) -> str:
         history, run = ctx.run["history"], ctx.run
@@ -175,11 +181,15 @@ class PretrainingReport(ReportSections):
         for name, label in (("pretrained_vs_scratch", "pre-trained − scratch"),
                             ("probe_vs_scratch", "linear probe − scratch"),
                             ("pretrained_vs_cnn", "pre-trained − seed CNN")):
-            for key, d in r["differences"].get(name, {}).items():
-                rows.append([label, key.replace("pct", "%").replace("_", "."),
+            for m in sorted((m for m in r["models"] if m["model"] == "pretrained"),
+                            key=lambda m: m["fraction"]):
+                d = r["differences"].get(name, {}).get(subset_key(m["fraction"]))
+                if d is None:
+                    continue
+                rows.append([label, f"{m['fraction']:.0%} ({m['labels']:,})",
                              points(d["difference"]),
                              f"{points(d['low'])} to {points(d['high'])}"])
-        return {"differences": table(["Comparison", "Labels", "Difference",
+        return {"differences": table(["Comparison", "Labels (count)", "Difference",
                                       f"{ctx.level} interval"], rows),
                 "mask_ratio": ctx.run["mask_ratio"]}
 
