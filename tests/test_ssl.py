@@ -163,7 +163,8 @@ def test_the_ssl_pipeline_end_to_end(ssl_project):
     run([DVC, "repro", "pipelines/ssl/dvc.yaml"], cwd=project)
     card = json.loads((project / "data/prepared/ssl/data_card.json").read_text())
     subsets = card["label_subsets"]
-    assert sorted(s["count"] for s in subsets.values()) == [16, 64, 320]  # 5/20/100% of 320 train
+    counts = sorted(s["count"] for s in subsets.values())  # 5/20/100% of 320, per class rounded
+    assert abs(counts[0] - 16) <= 5 and abs(counts[1] - 64) <= 5 and counts[2] == 320
     assert all(min(s["class_counts"]) >= 1 for s in subsets.values())
     assert card["unlabelled_pool"] == 320
 
