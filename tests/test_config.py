@@ -83,6 +83,7 @@ def test_cli_reports_unknown_override_without_traceback(tmp_path):
 EXPERIMENTS = sorted(path.stem for path in (CONF / "experiment").glob("*.yaml"))
 # What each task's train stage passes a network besides its config (from the data card).
 NETWORK_INPUTS = {"classification": {}, "generative": {}, "lm": {"vocab_size": 65},
+                  "pretraining": {},
                   "recsys": {"num_users": 10, "num_items": 20}, "sentiment": {"num_classes": 2}}
 
 
@@ -104,7 +105,10 @@ def test_every_experiment_composes_validates_and_instantiates(experiment, tmp_pa
         assert callable(task.stage(stage).run), stage
     network = instantiate_network(cfg.model, **NETWORK_INPUTS[task.name])
     assert isinstance(network, torch.nn.Module) and spec_of(network)["kwargs"]
-    optimizer = instantiate(cfg.optimizer, "optimizer")(network.parameters())
-    assert optimizer.param_groups[0]["lr"] > 0
+    if "optimizer" in cfg:
+        optimizer = instantiate(cfg.optimizer, "optimizer")(network.parameters())
+        assert optimizer.param_groups[0]["lr"] > 0
+    else:  # pre-training: AdamW built by its stages, one learning rate per fine-tuned model
+        assert cfg.pretrain.lr > 0 and all(lr > 0 for lr in cfg.finetune.lr.values())
     trainer = instantiate(cfg.trainer, "trainer", logger=False, enable_checkpointing=False)
     assert trainer.max_epochs == cfg.trainer.get("max_epochs", trainer.max_epochs)

@@ -82,7 +82,8 @@ def _committed_clone(tmp_path):
 
 
 @pytest.mark.parametrize("dvc_file", ["dvc.yaml", "pipelines/lm/dvc.yaml",
-                                      "pipelines/recsys/dvc.yaml", "pipelines/sentiment/dvc.yaml"])
+                                      "pipelines/recsys/dvc.yaml", "pipelines/sentiment/dvc.yaml",
+                                      "pipelines/ssl/dvc.yaml"])
 def test_a_fresh_clone_is_only_missing_outputs(tmp_path, dvc_file):
     """The committed dvc.lock matches the committed code and params: in a fresh clone DVC finds
     nothing changed, only outputs that were never pulled or computed."""
