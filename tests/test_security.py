@@ -119,6 +119,7 @@ def _networks():
     from forgeml.models.cnn import CNN
     from forgeml.models.dcgan import DCGANDiscriminator, DCGANGenerator
     from forgeml.models.gpt import GPT
+    from forgeml.models.mae import ViTClassifier
     from forgeml.models.minilm_classifier import MiniLMClassifier
     from forgeml.models.mlp import MLP
     from forgeml.models.neumf import NeuMF
@@ -140,11 +141,13 @@ def _networks():
         "minilm": MiniLMClassifier(num_classes=2, max_length=16, encoder_config=tiny_bert),
         "generator": built(DCGANGenerator, **image, latent_dim=4, width=2),
         "discriminator": built(DCGANDiscriminator, **image, latent_dim=4, width=2),
+        "vit": NormalizedNetwork(built(ViTClassifier, **image, patch_size=4, n_layer=1,
+                                       n_head=2, n_embd=8), 0.3, 0.2),
     }
 
 
 def _inputs(name: str):
-    if name in ("mlp", "cnn"):
+    if name in ("mlp", "cnn", "vit"):
         return (torch.rand(2, 1, 8, 8),)
     if name == "gpt":
         return (torch.randint(0, 20, (2, 8)),)
@@ -160,7 +163,8 @@ def _inputs(name: str):
 def test_every_registered_network_round_trips_through_the_safe_format(tmp_path):
     networks = _networks()
     assert {registry.name_of(n) for n in networks.values()} | {
-        "forgeml.models.mlp.MLP", "forgeml.models.cnn.CNN"} >= set(registry.NETWORKS) - {
+        "forgeml.models.mlp.MLP", "forgeml.models.cnn.CNN",  # inside NormalizedNetworks
+        "forgeml.models.mae.ViTClassifier"} >= set(registry.NETWORKS) - {
         "forgeml.models.gmf.GMF", "forgeml.models.ncf_mlp.NCFMLP"}
     for name, network in networks.items():
         network.eval()

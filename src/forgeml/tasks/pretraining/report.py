@@ -21,7 +21,6 @@ from forgeml.reporting.skeleton import (
     Verdict,
     points,
 )
-from forgeml.tasks.generative.images import png_bytes
 from forgeml.tasks.pretraining.evaluate import PER_EXAMPLE_FILE, read_per_example
 from forgeml.tasks.pretraining.pictures import reconstruction_picture
 from forgeml.tasks.pretraining.prepare import subset_key
@@ -169,9 +168,15 @@ class PretrainingReport(ReportSections):
         series: dict[str, list] = {}
         for m in ctx.result["models"]:
             series.setdefault(m["label"], []).append((m["labels"], m["acc"], m["acc_ci"]))
+        rows = ["original", f"visible ({1 - ctx.run['mask_ratio']:.0%})", "reconstructed"]
+
+        def picture(epoch: int, title: str) -> bytes:
+            return figures.labelled_grid(reconstruction_picture(grids[epoch - 1], ctx.card),
+                                         rows, title)
+
         return {
-            "reconstructions": png_bytes(reconstruction_picture(grids[best - 1], ctx.card)),
-            "first_epoch": png_bytes(reconstruction_picture(grids[0], ctx.card)),
+            "reconstructions": picture(best, f"Validation images, encoder of epoch {best}"),
+            "first_epoch": picture(1, "The same images after epoch 1"),
             "label_efficiency": figures.label_efficiency(series),
         }
 
