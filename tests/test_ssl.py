@@ -201,8 +201,7 @@ def test_the_ssl_pipeline_end_to_end(ssl_project):
     assert "acc_pretrained-5pct" in metrics
 
     # Nothing to do again; a fine-tuning setting reruns fine-tuning, never pre-training.
-    assert "didn't change" in run([DVC, "repro", "pipelines/ssl/dvc.yaml"], cwd=project).stdout \
-        or "up to date" in run([DVC, "status", "pipelines/ssl/dvc.yaml"], cwd=project).stdout
+    assert "up to date" in run([DVC, "status", "pipelines/ssl/dvc.yaml"], cwd=project).stdout
     params = project / "pipelines/ssl/params.yaml"
     params.write_text(params.read_text().replace("  validations: 2", "  validations: 1"))
     status = run([DVC, "status", "pipelines/ssl/dvc.yaml"], cwd=project).stdout

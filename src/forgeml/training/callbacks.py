@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 
 import torch
 from pytorch_lightning.callbacks import Callback
@@ -85,3 +86,20 @@ class DivergenceCheck(Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         self._check_logged(trainer, "train/loss")
+
+
+class LogPicture(Callback):
+    """After every validation (not the sanity check), on rank 0: `picture(module)` — a uint8
+    array, or None when there is nothing new — logged to the run as `artifact(module)`, so
+    MLflow's UI shows training progress as pictures."""
+
+    def __init__(self, picture: Callable, artifact: Callable[[object], str]):
+        self.picture, self.artifact = picture, artifact
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        image = self.picture(pl_module)
+        if image is not None:
+            trainer.logger.experiment.log_image(trainer.logger.run_id, image,
+                                                artifact_file=self.artifact(pl_module))

@@ -11,6 +11,7 @@ import pytorch_lightning as pl
 import torch
 
 from forgeml.models.mae import MaskedAutoencoder, patchify, unpatchify
+from forgeml.training.language_model import decay_groups
 
 VALIDATION_MASK_SEED = 1234
 
@@ -29,25 +30,22 @@ class MaskedPretraining(pl.LightningModule):
     def __init__(self, mae: MaskedAutoencoder, lr: float, weight_decay: float,
                  warmup_fraction: float, grid_images: torch.Tensor, mean: float = 0.0,
                  std: float = 1.0):
-        """`mean`, `std`: the training split's pixel statistics; images are normalised with
-        them (as the classifiers' NormalizedNetwork does), so the encoder sees what it sees
-        when fine-tuned. `grid_images` are already normalised."""
+        """`mean`, `std`: the training split's pixel statistics; images (the batches and
+        `grid_images`) are normalised with them, as the classifiers' NormalizedNetwork does,
+        so the encoder sees what it sees when fine-tuned."""
         super().__init__()
         self.mae = mae
         self.mean, self.std = mean, std
         self.lr, self.weight_decay, self.warmup_fraction = lr, weight_decay, warmup_fraction
-        self.register_buffer("grid_images", grid_images, persistent=False)
+        self.register_buffer("grid_images", (grid_images - mean) / std, persistent=False)
         self.history: list[dict[str, float]] = []
         self.grids: list[torch.Tensor] = []  # per epoch: (3, n, C, H, W) in normalised units
         self.train_samples = 0
         self._sums: dict[str, torch.Tensor] = {}
 
     def configure_optimizers(self):
-        decay = [p for p in self.mae.parameters() if p.dim() >= 2]
-        no_decay = [p for p in self.mae.parameters() if p.dim() < 2]
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.weight_decay},
-             {"params": no_decay, "weight_decay": 0.0}], lr=self.lr, betas=(0.9, 0.95))
+        optimizer = torch.optim.AdamW(decay_groups(self.mae, self.weight_decay), lr=self.lr,
+                                      betas=(0.9, 0.95))
         total = int(self.trainer.estimated_stepping_batches)
         warmup = max(1, int(total * self.warmup_fraction))
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup, total))
@@ -66,9 +64,7 @@ class MaskedPretraining(pl.LightningModule):
         images, _ = batch  # the labels are never used
         images = (images - self.mean) / self.std
         loss, _, _ = self.mae(images)
-        self._sums["train"] += torch.stack([loss.detach() * len(images),
-                                            torch.tensor(float(len(images)),
-                                                         device=self.device)])
+        self._accumulate("train", loss.detach(), len(images))
         return loss
 
     def on_validation_epoch_start(self) -> None:
@@ -78,8 +74,12 @@ class MaskedPretraining(pl.LightningModule):
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, _ = batch
         loss, _, _ = self.mae((images - self.mean) / self.std, generator=self._val_masks)
-        self._sums["val"] += torch.stack([loss * len(images),
-                                          torch.tensor(float(len(images)), device=self.device)])
+        self._accumulate("val", loss, len(images))
+
+    def _accumulate(self, split: str, loss: torch.Tensor, n: int) -> None:
+        sums = self._sums[split]  # loss sum, images
+        sums[0] += loss * n
+        sums[1] += n
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:

@@ -15,6 +15,7 @@ from forgeml.config import instantiate
 from forgeml.saved_network import log_network
 from forgeml.tasks.generative.images import grid_array
 from forgeml.tasks.generative.network import EPOCH1_FILE, GRIDS_FILE, load_features, make_networks
+from forgeml.training.callbacks import LogPicture
 from forgeml.training.datamodules import PreparedDataModule
 from forgeml.training.fitting import FittedRun, fit
 from forgeml.training.gan import AdversarialTraining, plain_generator
@@ -23,7 +24,6 @@ from forgeml.training.gan import AdversarialTraining, plain_generator
 def train(cfg: DictConfig) -> dict | None:
     """Train; on global rank 0 return the run record (other DDP ranks return None)."""
     import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import Callback
 
     card = read_data_card(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -38,16 +38,11 @@ def train(cfg: DictConfig) -> dict | None:
     datamodule = PreparedDataModule(cfg.paths.prepared, cfg.train.batch_size,
                                     cfg.train.eval_batch_size, pin_memory=on_gpu)
 
-    class LogGrid(Callback):
-        """The epoch's fixed-noise grid as an MLflow image, so the UI shows training progress."""
-
-        def on_validation_end(self, trainer, module) -> None:
-            if trainer.sanity_checking or not trainer.is_global_zero or not module.grids:
-                return
-            trainer.logger.experiment.log_image(
-                trainer.logger.run_id, grid_array(module.grids[-1].numpy(),
-                                                  generator.num_classes or 1),
-                artifact_file=f"samples/epoch_{module.grid_epochs[-1]:03d}.png")
+    # The epoch's fixed-noise grid as an MLflow image.
+    log_grid = LogPicture(
+        lambda module: grid_array(module.grids[-1].numpy(), generator.num_classes or 1)
+        if module.grids else None,
+        lambda module: f"samples/epoch_{module.grid_epochs[-1]:03d}.png")
 
     def finish(fitted: FittedRun) -> dict:
         history = task.history
@@ -78,7 +73,7 @@ def train(cfg: DictConfig) -> dict | None:
         fitted.outputs.write_text(Path(cfg.paths.plots) / "learning_curve.csv", curve)
         return summary
 
-    return fit(cfg, task, datamodule, card, finish, extra_callbacks=[LogGrid()],
+    return fit(cfg, task, datamodule, card, finish, extra_callbacks=[log_grid],
                monitor="val/fid", mode="min",
                divergence_advice="or lower gan.label_smoothing / check the data")
 

@@ -14,6 +14,8 @@ from forgeml.artifacts import read_data_card
 from forgeml.data.tensors import load_split
 from forgeml.models.mae import MaskedAutoencoder, parameters_of
 from forgeml.models.registry import instantiate_network
+from forgeml.tasks.pretraining.pictures import reconstruction_picture
+from forgeml.training.callbacks import LogPicture
 from forgeml.training.datamodules import PreparedDataModule
 from forgeml.training.fitting import FittedRun, fit
 from forgeml.training.masked_pretraining import MaskedPretraining
@@ -34,14 +36,8 @@ def pretrain_config(cfg: DictConfig) -> DictConfig:
     })
 
 
-def normalized(images: torch.Tensor, card: dict) -> torch.Tensor:
-    norm = card["normalization"]
-    return (images - norm["mean"]) / norm["std"]
-
-
 def pretrain(cfg: DictConfig) -> dict | None:
     import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import Callback
 
     card = read_data_card(cfg)
     run_cfg = pretrain_config(cfg)
@@ -52,23 +48,15 @@ def pretrain(cfg: DictConfig) -> dict | None:
                             p.mask_ratio, p.norm_pix_loss)
     val_images, _ = load_split(cfg.paths.prepared, "val")
     task = MaskedPretraining(mae, p.lr, p.weight_decay, p.warmup_fraction,
-                             normalized(val_images[:p.grid_images], card),
-                             **card["normalization"])
+                             val_images[:p.grid_images], **card["normalization"])
     on_gpu = cfg.trainer.get("accelerator") in ("gpu", "cuda")
     datamodule = PreparedDataModule(cfg.paths.prepared, int(p.batch_size),
                                     cfg.train.eval_batch_size, pin_memory=on_gpu)
 
-    class LogGrid(Callback):
-        """The epoch's original / masked / reconstructed grid as an MLflow image."""
-
-        def on_validation_end(self, trainer, module) -> None:
-            if trainer.sanity_checking or not trainer.is_global_zero or not module.grids:
-                return
-            from forgeml.tasks.pretraining.pictures import reconstruction_picture
-
-            trainer.logger.experiment.log_image(
-                trainer.logger.run_id, reconstruction_picture(module.grids[-1], card),
-                artifact_file=f"reconstructions/epoch_{len(module.grids):03d}.png")
+    # The epoch's original / masked / reconstructed grid as an MLflow image.
+    log_grid = LogPicture(
+        lambda module: reconstruction_picture(module.grids[-1], card) if module.grids else None,
+        lambda module: f"reconstructions/epoch_{len(module.grids):03d}.png")
 
     def finish(fitted: FittedRun) -> dict:
         history = task.history
@@ -90,7 +78,7 @@ def pretrain(cfg: DictConfig) -> dict | None:
             "patch_size": int(mae.encoder.config.patch_size),
         }
 
-    return fit(run_cfg, task, datamodule, card, finish, extra_callbacks=[LogGrid()],
+    return fit(run_cfg, task, datamodule, card, finish, extra_callbacks=[log_grid],
                monitor="val/loss", mode="min",
                divergence_advice="or raise pretrain.warmup_fraction")
 
