@@ -17,19 +17,38 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
+def command_env(extra: dict | None = None) -> dict[str, str]:
+    """A user's environment for a command: the project's own sqlite store unless `extra`
+    names another, the virtual environment's tools first on PATH."""
+    env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+    env.update(PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", PYTHONWARNINGS="ignore",
+               **(extra or {}))
+    return env
+
+
 def run(cmd: list[str], cwd: Path, check: bool = True, env: dict | None = None,
         timeout: float = 600) -> subprocess.CompletedProcess:
     """Run a real command (forgeml, dvc) as a user would, with the project's environment."""
-    full_env = {key: value for key, value in os.environ.items()
-                if key != "MLFLOW_TRACKING_URI"}  # the project's own sqlite store unless given
-    full_env.update(PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-                    PYTHONWARNINGS="ignore", **(env or {}))
-    result = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True,
+    result = subprocess.run(cmd, cwd=cwd, env=command_env(env), capture_output=True, text=True,
                             timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n"
                              f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
     return result
+
+
+@pytest.fixture(autouse=True)
+def _isolated_tracking_uri():
+    """`mlflow.set_tracking_uri` also sets $MLFLOW_TRACKING_URI for child processes: a test that
+    points MLflow at its own project must not send a later test's commands to that store."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if "mlflow" in sys.modules:
+        sys.modules["mlflow"].set_tracking_uri(before)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
 
 
 def free_port() -> int:

@@ -401,3 +401,16 @@ def test_ddp_training_whose_rank_1_is_killed_resumes_the_same_run(tmp_path):
     assert [r.info.status for r in runs(project)] == ["FINISHED"]  # still one run
     steps = [m.step for m in client(project).get_metric_history(record["run_id"], "val/loss")]
     assert len(steps) == len(set(steps)) == 4
+
+
+def test_metrics_for_a_run_of_another_store_say_so_and_kept_results_are_checked(tmp_path):
+    from forgeml import tracking
+    from forgeml.errors import TrackingError
+
+    here, elsewhere = (f"sqlite:///{tmp_path / name}.db" for name in ("here", "elsewhere"))
+    run_id = tracking.start_run(elsewhere, "ssl", {}, "finetune-child", "")
+    assert tracking.run_exists(elsewhere, run_id) and not tracking.run_exists(here, run_id)
+    with pytest.raises(TrackingError, match=f"{run_id} is not in the tracking store"):
+        tracking.log_metrics(here, run_id, {"test/acc": 0.5})
+    MlflowClient(elsewhere).delete_run(run_id)
+    assert not tracking.run_exists(elsewhere, run_id)  # deleted in the UI: not reusable either

@@ -16,7 +16,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from conftest import BIN, make_project, run
+from conftest import BIN, command_env, make_project, run
 from forgeml.data.fashion_mnist import FILES
 from forgeml.data.idx import write_idx
 from forgeml.errors import DataError
@@ -213,7 +213,7 @@ def test_the_ssl_pipeline_end_to_end(ssl_project):
     work = project / ".forgeml/finetune/ssl"
     done_before = set(work.glob("*/result.json"))
     process = subprocess.Popen([DVC, "repro", "pipelines/ssl/dvc.yaml"], cwd=project,
-                               env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"},
+                               env=command_env(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     deadline = time.time() + 300

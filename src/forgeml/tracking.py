@@ -438,10 +438,32 @@ def log_metrics(uri: str, run_id: str, metrics: dict[str, float], step: int = 0)
     import time
 
     from mlflow.entities import Metric
+    from mlflow.exceptions import MlflowException
 
     now = int(time.time() * 1000)
     items = [Metric(k, float(v), now, step) for k, v in sorted(metrics.items())]
-    client(uri).log_batch(run_id, metrics=items)
+    try:
+        client(uri).log_batch(run_id, metrics=items)
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        raise TrackingError(
+            f"MLflow run {run_id} is not in the tracking store {display_uri(uri)}: it was logged "
+            "to another store ($MLFLOW_TRACKING_URI or logger.tracking_uri changed) or deleted. "
+            "Rerun the stage that made it (`dvc repro -f -s <stage>`).") from None
+
+
+def run_exists(uri: str, run_id: str) -> bool:
+    """Whether `run_id` is an active run of this store (a kept result may name a run of a store
+    the project no longer logs to, or one deleted in the UI)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client(uri).get_run(run_id).info.lifecycle_stage == "active"
+    except MlflowException as err:
+        if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return False
+        raise
 
 
 def log_dict(uri: str, run_id: str, data: dict, artifact_file: str) -> None:

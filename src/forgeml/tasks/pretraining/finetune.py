@@ -139,8 +139,14 @@ def _child(cfg: DictConfig, child: Child, card: dict, indices: torch.Tensor,
         digest.update(encoder_hash.encode())
     folder = work / f"{child.name}-{digest.hexdigest()[:12]}"
     done = folder / "result.json"
+    uri = tracking.tracking_uri(cfg)
     if done.is_file() and (folder / "models" / BEST_CHECKPOINT).is_file():
-        return json.loads(done.read_text())
+        kept = json.loads(done.read_text())
+        if tracking.run_exists(uri, kept["run_id"]):
+            return kept
+        print(f"{child.name}: its kept result names MLflow run {kept['run_id']}, which "
+              f"{tracking.display_uri(uri)} does not hold; training it again", flush=True)
+        done.unlink()
     run_cfg = child_config(cfg, child, folder)
     with tracking.child_runs_of(parent, {"forgeml.finetune_model": child.model,
                                          "forgeml.label_fraction": f"{child.fraction:g}"}):
