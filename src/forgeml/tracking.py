@@ -466,6 +466,12 @@ def run_exists(uri: str, run_id: str) -> bool:
         raise
 
 
+def set_tags(uri: str, run_id: str, tags: dict[str, str]) -> None:
+    from mlflow.entities import RunTag
+
+    client(uri).log_batch(run_id, tags=[RunTag(k, v) for k, v in sorted(tags.items())])
+
+
 def log_dict(uri: str, run_id: str, data: dict, artifact_file: str) -> None:
     client(uri).log_dict(run_id, data, artifact_file)
 

@@ -18,6 +18,11 @@ _SPEC = os.environ.get("FORGEML_KILL_AT", "")
 _RANK = os.environ.get("FORGEML_KILL_RANK")
 
 
+def _rank() -> str:
+    """The global rank (torchrun, srun), else the local one (Lightning's own launcher)."""
+    return os.environ.get("RANK") or os.environ.get("LOCAL_RANK", "0")
+
+
 def _kill() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
@@ -31,7 +36,7 @@ def _wrap(owner, attr: str, nth: int, after: bool) -> None:
 
     def wrapper(*args, **kwargs):
         calls[0] += 1
-        hit = calls[0] == nth and (_RANK is None or os.environ.get("LOCAL_RANK", "0") == _RANK)
+        hit = calls[0] == nth and (_RANK is None or _rank() == _RANK)
         if hit and not after:
             _kill()
         result = original(*args, **kwargs)

@@ -103,3 +103,26 @@ class LogPicture(Callback):
         if image is not None:
             trainer.logger.experiment.log_image(trainer.logger.run_id, image,
                                                 artifact_file=self.artifact(pl_module))
+
+
+class RanksInStep(Callback):
+    """At the end of a multi-process training, every rank's weights are compared (a sum and a
+    sum of squares per tensor, gathered from all ranks): DDP keeps them identical, so a
+    difference means the ranks trained different models (a rank resumed from another
+    checkpoint, different data) and the run stops with one line instead of saving one of them."""
+
+    def __init__(self):
+        self.ranks = 1
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if trainer.world_size < 2:
+            return
+        tensors = [t.detach().double() for t in pl_module.state_dict().values()
+                   if torch.is_floating_point(t)]
+        digest = torch.stack([t.sum() for t in tensors] + [t.square().sum() for t in tensors])
+        gathered = trainer.strategy.all_gather(digest.to(pl_module.device))
+        if not all(torch.equal(gathered[0], row) for row in gathered[1:]):
+            raise TrainingError(f"The {trainer.world_size} DDP ranks ended with different "
+                                "weights: start every rank with the same params.yaml, data and "
+                                "code, and rerun.")
+        self.ranks = trainer.world_size

@@ -8,7 +8,6 @@ import contextlib
 import contextvars
 import json
 import math
-import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,10 +25,9 @@ from forgeml.errors import ForgeMLError, TrainingError
 from forgeml.io import StagedOutputs, staged_outputs
 from forgeml.resume import ResumePoint, progress_state, restore_progress
 from forgeml.tasks import task_of
-from forgeml.training.callbacks import DivergenceCheck, TrainingClock
+from forgeml.training.callbacks import DivergenceCheck, RanksInStep, TrainingClock
+from forgeml.training.ranks import agree_on_checkpoint
 
-# Rank 0 tells the DDP worker ranks it launches which checkpoint they all resume from.
-_RESUME_ENV = "FORGEML_RESUME_CHECKPOINT"
 # Callbacks added to every fit inside `extra_callbacks` (a sweep's pruning), so a task's train
 # stage runs unchanged as a trial.
 _extra_callbacks: contextvars.ContextVar[tuple] = contextvars.ContextVar(
@@ -77,19 +75,23 @@ def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
     uri = tracking.tracking_uri(cfg)
     resume = ResumePoint.for_training(cfg, card, tracking.project_root())
     run_id = None
-    if rank_zero_only.rank == 0:  # DDP children start with their rank in the env
+
+    def decide() -> str | None:  # rank 0 only: the one run, and where every rank resumes
+        nonlocal run_id
         tracking.check_reachable(uri, cfg.logger.connect_timeout_s)
-        run_id, ckpt_path = _open_run(cfg, uri, card, resume)
-        os.environ[_RESUME_ENV] = str(ckpt_path or "")
-    else:
-        ckpt_path = os.environ.get(_RESUME_ENV) or None
+        run_id, checkpoint = _open_run(cfg, uri, card, resume)
+        return str(checkpoint) if checkpoint else None
+
+    # DDP ranks start with their rank in the environment; only rank 0 touches the store.
+    ckpt_path = agree_on_checkpoint(rank_zero_only.rank, decide)
 
     checkpoint = ModelCheckpoint(dirpath=resume.checkpoints, filename="best", monitor=monitor,
                                  mode=mode, save_top_k=1, save_last=True)
     clock = clock or TrainingClock()
+    ranks_in_step = RanksInStep()
     callbacks: list = [clock, DivergenceCheck(cfg.train.check_finite_every_n_steps,
                                               divergence_advice),
-                       checkpoint, _ResumableProgress(),
+                       checkpoint, _ResumableProgress(), ranks_in_step,
                        _CheckpointOnInterrupt(resume.checkpoints), *(extra_callbacks or []),
                        *_extra_callbacks.get()]
     # A live bar where someone watches a terminal; in logs (CI, a scheduler, captured output)
@@ -101,7 +103,10 @@ def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
     if stopping and stopping.enabled:
         callbacks.append(EarlyStopping(monitor=stopping.monitor, mode=stopping.mode,
                                        patience=stopping.patience))
-    logger = _run_logger(cfg.logger.experiment_name, uri, run_id, step_by_epoch)
+    # Other ranks never log (Lightning logs from rank 0), and must not open the store at all:
+    # ranks of several nodes would race to create it.
+    logger = _run_logger(cfg.logger.experiment_name, uri, run_id, step_by_epoch) \
+        if rank_zero_only.rank == 0 else False
     trainer = instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=logger,
                           default_root_dir=str(resume.folder), enable_model_summary=False,
                           enable_progress_bar=show_bar)
@@ -118,6 +123,9 @@ def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
             "MLflow run.") from None
     if not trainer.is_global_zero:
         return None
+    if ranks_in_step.ranks > 1:
+        tracking.set_tags(uri, run_id, {"forgeml.ddp_world_size": str(ranks_in_step.ranks),
+                                        "forgeml.ddp_weights_identical": "true"})
 
     best = Path(checkpoint.best_model_path or checkpoint.last_model_path)
     state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
