@@ -16,6 +16,9 @@ from forgeml.errors import TrainingError
 
 RESUME_ENV = "FORGEML_RESUME_CHECKPOINT"
 HANDSHAKE_TIMEOUT_S = 600.0  # rank 0 checks the tracking store and opens the run meanwhile
+# Under srun rank 0's store must outlive the handshake: the process group joins it later (a
+# multi-tenant store is shared only while one of its owners is alive).
+_kept_stores: list = []
 
 
 def external_launch() -> Any | None:
@@ -61,6 +64,7 @@ def agree_on_checkpoint(rank: int, decide: Callable[[], str | None],
             return checkpoint
         return os.environ.get(RESUME_ENV) or None
     store = _store(environment, timeout_s)
+    _kept_stores.append(store)
     key = f"forgeml/resume_checkpoint/{_restart_count()}"
     if rank == 0:
         try:
@@ -75,8 +79,8 @@ def agree_on_checkpoint(rank: int, decide: Callable[[], str | None],
         answer = json.loads(store.get(key))
     except Exception as err:  # noqa: BLE001 - torch raises DistStoreError / RuntimeError here
         raise TrainingError(
-            f"Rank {rank} got no word from rank 0 of this training within {timeout_s:.0f} s "
-            f"({str(err).splitlines()[0]}): start every node with the same command and "
+            f"Rank {rank} heard nothing from rank 0 of this training (waited up to "
+            f"{timeout_s:.0f} s: {str(err).splitlines()[0]}): start every node with the same command and "
             "--master-addr, and check that node 0 is running.") from None
     if "error" in answer:
         raise TrainingError(f"Rank 0 of this training stopped before training: {answer['error']}")
