@@ -80,8 +80,8 @@ def agree_on_checkpoint(rank: int, decide: Callable[[], str | None],
     except Exception as err:  # noqa: BLE001 - torch raises DistStoreError / RuntimeError here
         raise TrainingError(
             f"Rank {rank} heard nothing from rank 0 of this training (waited up to "
-            f"{timeout_s:.0f} s: {str(err).splitlines()[0]}): start every node with the same command and "
-            "--master-addr, and check that node 0 is running.") from None
+            f"{timeout_s:.0f} s: {str(err).splitlines()[0]}): start every node with the same "
+            "command and --master-addr, and check that node 0 is running.") from None
     if "error" in answer:
         raise TrainingError(f"Rank 0 of this training stopped before training: {answer['error']}")
     return answer["checkpoint"] or None
