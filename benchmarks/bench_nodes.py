@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,15 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_train import BIN, make_project, sh
+from bench_train import BIN, free_port, make_project, sh
 
 FORGEML, TORCHRUN = str(BIN / "forgeml"), str(BIN / "torchrun")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def two_nodes(project: Path, params: str, env: dict) -> float:

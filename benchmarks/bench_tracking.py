@@ -23,8 +23,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench_nodes import free_port
-from bench_train import BIN, REPO, make_project, sh
+from bench_train import BIN, REPO, free_port, make_project, sh
 
 
 def start_server(backend: str, folder: Path, env: dict) -> tuple[subprocess.Popen, str]:

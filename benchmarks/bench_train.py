@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -59,6 +60,12 @@ for stage, modules in json.loads(sys.argv[1]).items():
     times[stage] = float(os.read(read, 64))
 print(json.dumps(times))
 """
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def sh(cmd: list[str], cwd: Path, env: dict) -> tuple[float, str]:

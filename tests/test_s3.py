@@ -28,9 +28,10 @@ def s3(tmp_path_factory):
     endpoint = f"http://127.0.0.1:{port}"
     try:
         assert wait_until_up(f"{endpoint}/moto-api/", timeout_s=60)
-        bucket = boto3.resource("s3", endpoint_url=endpoint, aws_access_key_id="testing",
-                                aws_secret_access_key="testing", region_name="us-east-1"
-                                ).Bucket(BUCKET)
+        bucket = boto3.resource("s3", endpoint_url=endpoint,
+                                aws_access_key_id=KEYS["AWS_ACCESS_KEY_ID"],
+                                aws_secret_access_key=KEYS["AWS_SECRET_ACCESS_KEY"],
+                                region_name=KEYS["AWS_DEFAULT_REGION"]).Bucket(BUCKET)
         bucket.create()
         yield {"endpoint": endpoint, "bucket": bucket}
     finally:
@@ -59,13 +60,18 @@ def artifact_server(s3, tmp_path_factory):
         server.wait(timeout=30)
 
 
+def set_own_keys(project, endpoint: str) -> None:
+    """A teammate's endpoint and keys in `.dvc/config.local` (never committed), as
+    docs/scaling.md says."""
+    for key, value in (("endpointurl", endpoint), ("access_key_id", KEYS["AWS_ACCESS_KEY_ID"]),
+                       ("secret_access_key", KEYS["AWS_SECRET_ACCESS_KEY"])):
+        run([DVC, "remote", "modify", "--local", "team", key, value], cwd=project)
+
+
 def add_s3_remote(project, endpoint: str) -> None:
-    """The team's remote in the tracked config; the endpoint and keys in `.dvc/config.local`
-    (each teammate's own, never committed), as docs/scaling.md says."""
+    """The team's remote in the tracked config, the keys in the local one."""
     run([DVC, "remote", "add", "-d", "team", f"s3://{BUCKET}/dvc"], cwd=project)
-    run([DVC, "remote", "modify", "--local", "team", "endpointurl", endpoint], cwd=project)
-    run([DVC, "remote", "modify", "--local", "team", "access_key_id", "testing"], cwd=project)
-    run([DVC, "remote", "modify", "--local", "team", "secret_access_key", "testing"], cwd=project)
+    set_own_keys(project, endpoint)
 
 
 @pytest.mark.slow  # the default pipeline once, a push and a teammate's pull: ~1.5 min
@@ -92,9 +98,7 @@ def test_artifacts_and_outputs_on_s3_and_a_teammates_clone_reruns_nothing(s3, ar
 
     clone = tmp_path / "clone"
     run(["git", "clone", "-q", str(project), str(clone)], cwd=tmp_path)
-    for key, value in (("endpointurl", s3["endpoint"]), ("access_key_id", "testing"),
-                       ("secret_access_key", "testing")):  # the teammate's own keys
-        run([DVC, "remote", "modify", "--local", "team", key, value], cwd=clone)
+    set_own_keys(clone, s3["endpoint"])  # config.local is not cloned
     run([DVC, "pull", "dvc.yaml"], cwd=clone)
     repro = run([DVC, "repro", "dvc.yaml"], cwd=clone,
                 env={"MLFLOW_TRACKING_URI": artifact_server})

@@ -111,9 +111,6 @@ class RanksInStep(Callback):
     difference means the ranks trained different models (a rank resumed from another
     checkpoint, different data) and the run stops with one line instead of saving one of them."""
 
-    def __init__(self):
-        self.ranks = 1
-
     def on_train_end(self, trainer, pl_module) -> None:
         if trainer.world_size < 2:
             return
@@ -125,4 +122,3 @@ class RanksInStep(Callback):
             raise TrainingError(f"The {trainer.world_size} DDP ranks ended with different "
                                 "weights: start every rank with the same params.yaml, data and "
                                 "code, and rerun.")
-        self.ranks = trainer.world_size

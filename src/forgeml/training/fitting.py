@@ -88,10 +88,9 @@ def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
     checkpoint = ModelCheckpoint(dirpath=resume.checkpoints, filename="best", monitor=monitor,
                                  mode=mode, save_top_k=1, save_last=True)
     clock = clock or TrainingClock()
-    ranks_in_step = RanksInStep()
     callbacks: list = [clock, DivergenceCheck(cfg.train.check_finite_every_n_steps,
                                               divergence_advice),
-                       checkpoint, _ResumableProgress(), ranks_in_step,
+                       checkpoint, _ResumableProgress(), RanksInStep(),
                        _CheckpointOnInterrupt(resume.checkpoints), *(extra_callbacks or []),
                        *_extra_callbacks.get()]
     # A live bar where someone watches a terminal; in logs (CI, a scheduler, captured output)
@@ -123,8 +122,8 @@ def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
             "MLflow run.") from None
     if not trainer.is_global_zero:
         return None
-    if ranks_in_step.ranks > 1:
-        tracking.set_tags(uri, run_id, {"forgeml.ddp_world_size": str(ranks_in_step.ranks),
+    if trainer.world_size > 1:  # RanksInStep found every rank's weights equal
+        tracking.set_tags(uri, run_id, {"forgeml.ddp_world_size": str(trainer.world_size),
                                         "forgeml.ddp_weights_identical": "true"})
 
     best = Path(checkpoint.best_model_path or checkpoint.last_model_path)

@@ -116,7 +116,7 @@ def finetune(cfg: DictConfig) -> dict:
                             "(`dvc repro`) after changing labels.fractions.")
         results.append(_child(cfg, child, subset_card(card, key, subsets[key]), subsets[key],
                               encoder if child.model in ("pretrained", "probe") else None,
-                              encoder_hash, parent, work))
+                              encoder_hash, parent, work, uri))
     record = {"parent_run_id": parent, "children": results}
     with atomic_dir(finetuned_dir(cfg)) as out:
         for result in results:
@@ -132,14 +132,14 @@ def finetune(cfg: DictConfig) -> dict:
 
 
 def _child(cfg: DictConfig, child: Child, card: dict, indices: torch.Tensor,
-           encoder: dict | None, encoder_hash: str, parent: str, work: Path) -> dict:
+           encoder: dict | None, encoder_hash: str, parent: str, work: Path,
+           uri: str) -> dict:
     digest = hashlib.sha256(OmegaConf.to_yaml(child_config(cfg, child, Path("."))).encode())
     digest.update(card["data_hash"].encode())
     if encoder is not None:
         digest.update(encoder_hash.encode())
     folder = work / f"{child.name}-{digest.hexdigest()[:12]}"
     done = folder / "result.json"
-    uri = tracking.tracking_uri(cfg)
     if done.is_file() and (folder / "models" / BEST_CHECKPOINT).is_file():
         kept = json.loads(done.read_text())
         if tracking.run_exists(uri, kept["run_id"]):
