@@ -300,8 +300,12 @@ DERIVED = {("sentiment", "baselines"): {"model", "model._target_", "paths.metric
            # The GAN's feature classifier (tasks/generative/network.features_config): its own
            # model, optimizer and epochs, so changing the GAN's never retrains it; it keeps
            # the hardware settings of `trainer`, declared key by key.
+           # It is never trained privately (features_config sets privacy off).
            ("generative", "features"): {"model", "model._target_", "optimizer", "trainer",
-                                        "trainer.max_epochs", "train.early_stopping"}}
+                                        "trainer.max_epochs", "train.early_stopping",
+                                        "privacy", "privacy.enabled", "privacy.fix_layers"},
+           **{("generative", stage): {"privacy.enabled", "privacy.fix_layers"}
+              for stage in ("train", "evaluate", "report")}}
 
 
 def _covered(key: str, declared: set[str]) -> bool:

@@ -89,6 +89,59 @@ class EvaluateSchema:
     calibration_bins: int = MISSING
     baseline: str | None = MISSING
     max_misclassified_shown: int = MISSING
+    membership_examples: int = MISSING  # per side of the membership-inference check; 0: off
+
+
+@dataclass
+class PrivacySchema:
+    """DP-SGD (conf/privacy/): enabled false trains without it."""
+
+    enabled: bool = MISSING
+    target_epsilon: float = MISSING
+    delta: float | None = MISSING
+    max_grad_norm: float = MISSING
+    noise_multiplier: float | None = MISSING
+    accountant: str = MISSING
+    fix_layers: bool = MISSING
+    noise_seed: int | None = MISSING
+
+
+PRIVACY_ACCOUNTANTS = ("rdp", "prv", "gdp")  # Opacus' accountants
+
+
+def privacy_settings_problems(privacy: DictConfig) -> list[str]:
+    """The privacy group's own value checks (δ against 1/N needs the data: accounting.check)."""
+    if not privacy.enabled:
+        return []
+    problems = []
+    if privacy.noise_multiplier is None and not privacy.target_epsilon > 0:
+        problems.append(f"privacy.target_epsilon={privacy.target_epsilon} must be > 0 (smaller "
+                        "is more private; 1 to 10 is usual)")
+    if privacy.noise_multiplier is not None and not privacy.noise_multiplier > 0:
+        problems.append("privacy.noise_multiplier must be > 0 (or null: derived from "
+                        "target_epsilon)")
+    if privacy.delta is not None and not 0 < privacy.delta < 1:
+        problems.append(f"privacy.delta={privacy.delta} must be in (0, 1/N) (null: 1/N)")
+    if not privacy.max_grad_norm > 0:
+        problems.append("privacy.max_grad_norm must be > 0")
+    if privacy.accountant not in PRIVACY_ACCOUNTANTS:
+        problems.append(f"privacy.accountant must be one of {', '.join(PRIVACY_ACCOUNTANTS)}")
+    return problems
+
+
+def privacy_problems(cfg: DictConfig) -> list[str]:
+    problems = privacy_settings_problems(cfg.privacy)
+    if cfg.privacy.enabled:
+        trainer = cfg.trainer
+        if trainer.get("devices", 1) not in (1, "1", "auto") or trainer.get("num_nodes", 1) != 1:
+            problems.append("privacy=dp trains on one device: set trainer=cpu or trainer=gpu")
+        if trainer.get("gradient_clip_val"):
+            problems.append("privacy=dp clips each example's gradient itself "
+                            "(privacy.max_grad_norm): set trainer.gradient_clip_val=null")
+        if str(trainer.get("precision", "32-true")) not in ("32", "32-true"):
+            problems.append("privacy=dp needs trainer.precision=32-true (per-example gradients "
+                            "in 32-bit)")
+    return problems
 
 
 @dataclass
@@ -149,6 +202,7 @@ class ClassificationSchema:
     train: TrainSchema = field(default_factory=TrainSchema)
     optimizer: Any = MISSING
     evaluate: EvaluateSchema = field(default_factory=EvaluateSchema)
+    privacy: PrivacySchema = field(default_factory=PrivacySchema)
     cv: CrossValidationSchema = field(default_factory=CrossValidationSchema)
     compress: CompressSchema = field(default_factory=CompressSchema)
     paths: PathsSchema = field(default_factory=PathsSchema)
@@ -174,7 +228,10 @@ def classification_problems(cfg: DictConfig) -> list[str]:
         problems.append("evaluate.confidence must be in (0, 1)")
     if not 0 < cfg.compress.prune_amount < 1:
         problems.append("compress.prune_amount must be in (0, 1)")
-    return problems + compress_problems(cfg.compress) + cv_problems(cfg.cv)
+    if cfg.evaluate.membership_examples < 0:
+        problems.append("evaluate.membership_examples must be >= 0 (0: off)")
+    return (problems + compress_problems(cfg.compress) + cv_problems(cfg.cv)
+            + privacy_problems(cfg))
 
 
 def compress_problems(compress: DictConfig) -> list[str]:

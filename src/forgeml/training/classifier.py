@@ -111,13 +111,16 @@ class Classifier(pl.LightningModule):
         loss, acc = self._reduce("train")
         self.log_dict({"train/loss": loss, "train/acc": acc})
         metrics = self.trainer.callback_metrics
-        self.history.append({
+        entry = {
             "epoch": self.current_epoch + 1,
             "train_loss": loss,
             "train_acc": acc,
             "val_loss": float(metrics.get("val/loss", float("nan"))),
             "val_acc": float(metrics.get("val/acc", float("nan"))),
-        })
+        }
+        if "privacy/epsilon" in metrics:  # logged by the DP-SGD callback just before
+            entry["epsilon"] = float(metrics["privacy/epsilon"])
+        self.history.append(entry)
 
     # --- helpers ---
     def _accumulate(self, split: str, loss: torch.Tensor, logits: torch.Tensor,

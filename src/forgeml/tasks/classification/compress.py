@@ -47,38 +47,48 @@ def compress(cfg: DictConfig) -> dict:
     images, labels = load_split(cfg.paths.prepared, "test")
     torch.manual_seed(cfg.seed)
 
-    pruned = prune(teacher[1], (train_images[:2] - norm["mean"]) / norm["std"], c.prune_amount)
-    pruned = fit(build_network(pruned, **norm), (train_images,), train_labels,
-                 c.finetune_epochs, cfg.train.batch_size, c.lr, cfg.seed)
-    student = fit(build_network(instantiate_network(c.student), **norm), (train_images,),
-                  train_labels, c.distill_epochs, cfg.train.batch_size, c.lr, cfg.seed,
-                  teacher_logits=logits_of(teacher, (train_images,)),
-                  temperature=c.temperature, alpha=c.alpha)
+    # A pruned copy fine-tuned, or a student distilled, on the training data without DP-SGD
+    # would not keep a private model's guarantee: under privacy=dp only data-free variants.
+    retrained = not cfg.privacy.enabled
+    if retrained:
+        pruned = prune(teacher[1], (train_images[:2] - norm["mean"]) / norm["std"],
+                       c.prune_amount)
+        pruned = fit(build_network(pruned, **norm), (train_images,), train_labels,
+                     c.finetune_epochs, cfg.train.batch_size, c.lr, cfg.seed)
+        student = fit(build_network(instantiate_network(c.student), **norm), (train_images,),
+                      train_labels, c.distill_epochs, cfg.train.batch_size, c.lr, cfg.seed,
+                      teacher_logits=logits_of(teacher, (train_images,)),
+                      temperature=c.temperature, alpha=c.alpha)
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         base = exported(teacher, cfg, train_images, scratch / "teacher", quantize=True)
-        pruned_file = exported(pruned, cfg, train_images, scratch / "pruned",
-                               quantize=False).model_file("onnx")
-        student_file = exported(student, cfg, train_images, scratch / "student",
-                                quantize=False).model_file("onnx")
         save_network(teacher, scratch / "teacher-torch")
         probabilities = torch.nn.Sequential(teacher, torch.nn.Softmax(-1))
-        result = table.table(cfg, [
+        variants = [
             table.Variant(table.REFERENCE, "PyTorch fp32 (trained model)",
                           scratch / "teacher-torch" / WEIGHTS_FILE,
                           torch_runner(probabilities, ["images"], c.threads)),
             table.Variant("onnx_fp32", "ONNX fp32", base.model_file("onnx")),
             table.Variant(table.INT8, "ONNX int8 (dynamic quantisation)",
                           base.model_file("int8")),
-            table.Variant("pruned", f"pruned {c.prune_amount:.0%} + fine-tuned (ONNX fp32)",
-                          pruned_file),
-            table.Variant("student", "distilled student (ONNX fp32)", student_file),
-        ], {"images": images.numpy()}, labels.numpy(), {"images": images[:1].numpy()},
-            {"images": images[:c.throughput_batch].numpy()})
-        table.write(cfg, result, [
-            (save_network(pruned, scratch / "pruned-network"), "compression/pruned"),
-            (save_network(student, scratch / "student-network"), "compression/student"),
-            (base.model_file("int8"), "compression")])
+        ]
+        logged = [(base.model_file("int8"), "compression")]
+        if retrained:
+            variants += [
+                table.Variant("pruned", f"pruned {c.prune_amount:.0%} + fine-tuned (ONNX fp32)",
+                              exported(pruned, cfg, train_images, scratch / "pruned",
+                                       quantize=False).model_file("onnx")),
+                table.Variant("student", "distilled student (ONNX fp32)",
+                              exported(student, cfg, train_images, scratch / "student",
+                                       quantize=False).model_file("onnx")),
+            ]
+            logged = [(save_network(pruned, scratch / "pruned-network"), "compression/pruned"),
+                      (save_network(student, scratch / "student-network"),
+                       "compression/student"), *logged]
+        result = table.table(cfg, variants, {"images": images.numpy()}, labels.numpy(),
+                             {"images": images[:1].numpy()},
+                             {"images": images[:c.throughput_batch].numpy()})
+        table.write(cfg, result, logged)
     return result
 
 

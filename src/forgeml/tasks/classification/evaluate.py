@@ -39,6 +39,8 @@ def evaluate(cfg: DictConfig) -> dict:
     result["n_test"] = len(labels)
     result["cost"] = inference_latency(network, images)
 
+    if ev.membership_examples:
+        result["membership"] = membership_attack(cfg, network, probs, labels)
     if ev.baseline:
         result["baseline"] = logistic_baseline(cfg, images, labels)
         base_correct = np.asarray(result["baseline"].pop("correct"))
@@ -54,6 +56,8 @@ def evaluate(cfg: DictConfig) -> dict:
     }
     if "baseline" in result:
         headline["baseline_acc"] = result["baseline"]["acc"]
+    if "membership" in result:
+        headline["membership_auc"] = result["membership"]["auc"]
     names = list(cfg.data.class_names)
     confusion = "actual,predicted\n" + "".join(
         f"{names[a]},{names[p]}\n" for a, p in zip(labels.tolist(), predicted.tolist(),
@@ -71,6 +75,28 @@ def evaluate(cfg: DictConfig) -> dict:
         tracking.log_metrics(uri, run["run_id"], {f"test/{k}": v for k, v in headline.items()})
         tracking.log_artifacts(uri, run["run_id"], [metrics_file, out], "evaluation")
     return result
+
+
+def membership_attack(cfg: DictConfig, network: torch.nn.Module, test_probs: torch.Tensor,
+                      test_labels: torch.Tensor) -> dict:
+    """The loss-threshold attack on as many training examples as held-out test examples."""
+    from forgeml.privacy.membership import loss_threshold_attack, sample_indices
+
+    images, labels = load_split(cfg.paths.prepared, "train")
+    size = min(cfg.evaluate.membership_examples, len(labels), len(test_labels))
+    members = torch.from_numpy(sample_indices(len(labels), size, cfg.seed))
+    others = torch.from_numpy(sample_indices(len(test_labels), size, cfg.seed + 1))
+    member_probs = predict_probs(network, images[members], cfg.train.eval_batch_size)
+    ev = cfg.evaluate
+    return loss_threshold_attack(_losses(member_probs, labels[members]),
+                                 _losses(test_probs[others], test_labels[others]),
+                                 ev.bootstrap_samples, ev.confidence, cfg.seed)
+
+
+def _losses(probs: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
+    """Per-example cross-entropy from predicted probabilities."""
+    picked = probs.gather(1, labels.long().unsqueeze(1)).squeeze(1)
+    return (-torch.log(picked.clamp_min(1e-12))).numpy()
 
 
 def logistic_baseline(cfg: DictConfig, test_images: torch.Tensor,

@@ -13,6 +13,10 @@ from forgeml.models.registry import instantiate_network
 
 def make_network(cfg: DictConfig, card: dict) -> nn.Module:
     model = instantiate_network(cfg.model)
+    if cfg.privacy.enabled:  # checked (and fixed, if asked) as built: evaluate loads the same
+        from forgeml.privacy.layers import private_network
+
+        model = private_network(model, cfg.privacy.fix_layers)
     return build_network(model, **card["normalization"])
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from forgeml.data.tensors import load_split
-from forgeml.reporting import figures, realtime
+from forgeml.reporting import figures, privacy, realtime
 from forgeml.reporting.render import table
 from forgeml.reporting.skeleton import (
     Headline,
@@ -151,6 +151,7 @@ class ClassificationReport(ReportSections):
                                                "accuracy)"),
             ],
             "realtime": realtime.section_of(ctx.cfg, ctx.level),
+            "privacy": privacy.section(ctx.run, result, ctx.level),
         }
 
     def summary(self, ctx: ReportContext) -> str:

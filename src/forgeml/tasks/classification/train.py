@@ -31,6 +31,9 @@ def train(cfg: DictConfig) -> dict | None:
     on_gpu = cfg.trainer.get("accelerator") in ("gpu", "cuda")
     datamodule = PreparedDataModule(cfg.paths.prepared, cfg.train.batch_size,
                                     cfg.train.eval_batch_size, pin_memory=on_gpu)
+    privacy = differential_privacy(cfg, card)
+    if privacy:
+        datamodule = privacy.datamodule(datamodule)
 
     def finish(fitted: FittedRun) -> dict:
         seconds = fitted.train_seconds
@@ -43,6 +46,7 @@ def train(cfg: DictConfig) -> dict | None:
             "train_seconds": seconds,
             "train_samples_per_second": samples_per_s,
             "parameters": sum(p.numel() for p in task.network.parameters()),
+            **(privacy.summary() if privacy else {}),
         }
         if cfg.logger.log_model:
             images, _ = load_split(cfg.paths.prepared, "val")
@@ -54,10 +58,25 @@ def train(cfg: DictConfig) -> dict | None:
         fitted.outputs.write_text(Path(cfg.paths.plots) / "learning_curve.csv", curve)
         return summary
 
-    return fit(cfg, task, datamodule, card, finish)
+    return fit(cfg, task, datamodule, card, finish,
+               extra_callbacks=[privacy] if privacy else None)
+
+
+def differential_privacy(cfg: DictConfig, card: dict):
+    """The DP-SGD callback for `privacy=dp`, its noise planned for the training set's size."""
+    if not cfg.privacy.enabled:
+        return None
+    from forgeml.privacy.accounting import plan
+    from forgeml.training.privacy import DifferentialPrivacy
+
+    settings = plan(cfg.privacy, card["counts"]["train"], cfg.train.batch_size,
+                    cfg.trainer.max_epochs)
+    return DifferentialPrivacy(settings, cfg.privacy.noise_seed)
 
 
 def summarize(cfg: DictConfig, record: dict) -> str:
+    private = (f"; DP-SGD ε={record['privacy_epsilon']:.2f} at δ={record['privacy_delta']:.1e}"
+               if "privacy_epsilon" in record else "")
     return (f"trained {record['epochs_trained']} epochs in {record['train_seconds']:.1f} s "
             f"({record['train_samples_per_second']:,.0f} samples/s); best val acc "
-            f"{record['best_val_acc']:.4f}; MLflow run {record['run_id']}")
+            f"{record['best_val_acc']:.4f}{private}; MLflow run {record['run_id']}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from forgeml.artifacts import load_best_weights, read_data_card
 from forgeml.errors import DataError
@@ -40,6 +40,8 @@ def features_config(cfg: DictConfig) -> DictConfig:
         "paths": {"models": paths.features, "metrics": str(Path(paths.metrics) / "features"),
                   "plots": str(Path(paths.plots) / "features")},
     })
+    with open_dict(merged):  # a measuring instrument, trained on public data as it is
+        merged.privacy = {"enabled": False, "fix_layers": False}
     merged.model = features.model
     merged.optimizer = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": features.lr}
     return merged

@@ -1,0 +1,145 @@
+"""Differentially private training (privacy=dp), the membership-inference check, and the privacy
+section of the report, on the real pipeline (scikit-learn's digits, a few epochs)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from torch import nn
+
+from conftest import AFTER_FIRST_CHECKPOINT, BIN, killed_at, make_project, run
+
+FORGEML = str(BIN / "forgeml")
+EPOCHS = 3
+DP = ["privacy=dp", "privacy.target_epsilon=2", f"trainer.max_epochs={EPOCHS}"]
+
+
+def _rdp_epsilon(noise: float, rate: float, steps: int, delta: float) -> float:
+    """What Opacus' own accountant says for these settings, computed apart from the run."""
+    from opacus.accountants import RDPAccountant
+
+    accountant = RDPAccountant()
+    accountant.history = [(noise, rate, steps)]
+    return accountant.get_epsilon(delta=delta)
+
+
+@pytest.fixture(scope="module")
+def private_run(tmp_path_factory):
+    """One DP-SGD pipeline run up to the report, its store the project's sqlite."""
+    project = make_project(tmp_path_factory.mktemp("privacy"))
+    run([FORGEML, "compose", *DP], cwd=project)
+    for stage in ("prepare", "train", "evaluate", "report"):
+        run([FORGEML, stage], cwd=project)
+    return project
+
+
+def _record(project):
+    return json.loads((project / "models/digits/run.json").read_text())
+
+
+def test_epsilon_grows_every_epoch_and_matches_opacus_accountant(private_run):
+    record = _record(private_run)
+    card = json.loads((private_run / "data/prepared/digits/data_card.json").read_text())
+    epsilons = [h["epsilon"] for h in record["history"]]
+    assert len(epsilons) == EPOCHS and all(b > a > 0 for a, b in zip(epsilons, epsilons[1:]))
+    steps_per_epoch = record["privacy_steps"] // EPOCHS
+    assert record["privacy_delta"] == pytest.approx(1 / card["counts"]["train"])
+    for epoch, epsilon in enumerate(epsilons, start=1):
+        assert epsilon == pytest.approx(_rdp_epsilon(
+            record["privacy_noise_multiplier"], record["privacy_sample_rate"],
+            steps_per_epoch * epoch, record["privacy_delta"]), rel=1e-6)
+    # The noise was planned to spend the target within trainer.max_epochs, not more.
+    assert 1.9 < record["privacy_epsilon"] <= 2.0 + 1e-6
+    logged = MlflowClient(f"sqlite:///{private_run / 'mlflow.db'}").get_metric_history(
+        record["run_id"], "privacy/epsilon")
+    assert [round(m.value, 6) for m in sorted(logged, key=lambda m: m.step)] == \
+        [round(e, 6) for e in epsilons]
+
+
+def test_report_explains_the_guarantee_and_the_attack(private_run):
+    report = (private_run / "reports/digits/report.md").read_text()
+    section = report.split("## What does the model reveal about its training data?")[1]
+    eps = _record(private_run)["privacy_epsilon"]
+    assert f"ε = {eps:.2f}" in section and "attacker" in section
+    assert "membership" not in section.lower() or "AUC" in section
+    metrics = json.loads((private_run / "metrics/digits/test.json").read_text())
+    assert 0 <= metrics["membership_auc"] <= 1
+    assert f"AUC {metrics['membership_auc']:.3f}" in section
+    train_metrics = json.loads((private_run / "metrics/digits/train.json").read_text())
+    assert train_metrics["privacy_epsilon"] == pytest.approx(eps)  # a `dvc exp show` column
+
+
+def test_a_killed_private_run_resumes_its_epsilon(tmp_path):
+    project = make_project(tmp_path / "p")
+    run([FORGEML, "compose", *DP], cwd=project)
+    run([FORGEML, "prepare"], cwd=project)
+    killed = run([FORGEML, "train"], cwd=project, check=False,
+                 env=killed_at(AFTER_FIRST_CHECKPOINT))
+    assert killed.returncode != 0 and not (project / "models/digits").exists()
+    resumed = run([FORGEML, "train"], cwd=project)
+    assert "resuming MLflow run" in resumed.stdout
+    record = _record(project)
+    epsilons = [h["epsilon"] for h in record["history"]]
+    assert len(epsilons) == EPOCHS and all(b > a for a, b in zip(epsilons, epsilons[1:]))
+    # Had ε restarted at 0 after the kill, the run would count only the resumed epochs' steps.
+    steps_per_epoch = record["privacy_steps"] // EPOCHS
+    assert record["privacy_steps"] == steps_per_epoch * EPOCHS
+    assert record["privacy_epsilon"] == pytest.approx(_rdp_epsilon(
+        record["privacy_noise_multiplier"], record["privacy_sample_rate"],
+        record["privacy_steps"], record["privacy_delta"]), rel=1e-6)
+    runs = MlflowClient(f"sqlite:///{project / 'mlflow.db'}").search_runs(["1"])
+    assert len(runs) == 1
+
+
+@pytest.mark.parametrize("override, message", [
+    ("privacy.target_epsilon=0", "privacy.target_epsilon=0"),
+    ("privacy.target_epsilon=-1", "must be > 0"),
+    ("privacy.delta=0.5", "must be below 1/N"),
+    ("trainer.gradient_clip_val=1.0", "gradient_clip_val=null"),
+])
+def test_bad_privacy_settings_stop_with_one_line_and_write_nothing(tmp_path, override,
+                                                                    message):
+    project = make_project(tmp_path / "p")
+    run([FORGEML, "prepare"], cwd=project)
+    run([FORGEML, "compose", "privacy=dp", override, "-o", "bad.yaml"], cwd=project,
+        check=False)
+    command = [FORGEML, "train", "-p", "bad.yaml"] if (project / "bad.yaml").exists() else \
+        [FORGEML, "compose", "privacy=dp", override, "-o", "bad.yaml"]
+    result = run(command, cwd=project, check=False)
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (project / "models/digits").exists() and not (project / "mlflow.db").exists()
+
+
+def test_a_layer_dp_sgd_cannot_train_is_refused_with_the_fix():
+    from forgeml.errors import ConfigError
+    from forgeml.privacy.layers import private_network
+
+    network = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+    with pytest.raises(ConfigError, match="privacy.fix_layers=true") as refused:
+        private_network(network, fix_layers=False)
+    assert "BatchNorm" in str(refused.value)
+    fixed = private_network(network, fix_layers=True)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fixed.modules())
+    assert any(isinstance(m, nn.GroupNorm) for m in fixed.modules())
+    assert fixed(torch.zeros(2, 1, 8, 8)).shape == (2, 4, 6, 6)
+
+
+def test_the_attack_is_a_coin_flip_on_a_model_that_never_saw_the_data():
+    """Members and non-members drawn from one distribution: nothing to tell apart."""
+    import numpy as np
+
+    from forgeml.privacy.membership import loss_threshold_attack
+
+    rng = np.random.default_rng(0)
+    result = loss_threshold_attack(rng.exponential(1.0, 2000), rng.exponential(1.0, 2000),
+                                   200, 0.95, seed=0)
+    assert abs(result["auc"] - 0.5) < 0.03
+    assert result["auc_ci"][0] < 0.5 < result["auc_ci"][1]
+    # And it does see a real gap: members with lower loss.
+    leaky = loss_threshold_attack(rng.exponential(0.5, 2000), rng.exponential(1.0, 2000),
+                                  200, 0.95, seed=0)
+    assert leaky["auc"] > 0.6 and leaky["auc_ci"][0] > 0.5
