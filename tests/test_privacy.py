@@ -44,7 +44,7 @@ def test_epsilon_grows_every_epoch_and_matches_opacus_accountant(private_run):
     record = _record(private_run)
     card = json.loads((private_run / "data/prepared/digits/data_card.json").read_text())
     epsilons = [h["epsilon"] for h in record["history"]]
-    assert len(epsilons) == EPOCHS and all(b > a > 0 for a, b in zip(epsilons, epsilons[1:]))
+    assert len(epsilons) == EPOCHS and all(b > a > 0 for a, b in zip(epsilons, epsilons[1:], strict=False))
     steps_per_epoch = record["privacy_steps"] // EPOCHS
     assert record["privacy_delta"] == pytest.approx(1 / card["counts"]["train"])
     for epoch, epsilon in enumerate(epsilons, start=1):
@@ -83,7 +83,7 @@ def test_a_killed_private_run_resumes_its_epsilon(tmp_path):
     assert "resuming MLflow run" in resumed.stdout
     record = _record(project)
     epsilons = [h["epsilon"] for h in record["history"]]
-    assert len(epsilons) == EPOCHS and all(b > a for a, b in zip(epsilons, epsilons[1:]))
+    assert len(epsilons) == EPOCHS and all(b > a for a, b in zip(epsilons, epsilons[1:], strict=False))
     # Had ε restarted at 0 after the kill, the run would count only the resumed epochs' steps.
     steps_per_epoch = record["privacy_steps"] // EPOCHS
     assert record["privacy_steps"] == steps_per_epoch * EPOCHS
@@ -143,3 +143,26 @@ def test_the_attack_is_a_coin_flip_on_a_model_that_never_saw_the_data():
     leaky = loss_threshold_attack(rng.exponential(0.5, 2000), rng.exponential(1.0, 2000),
                                   200, 0.95, seed=0)
     assert leaky["auc"] > 0.6 and leaky["auc_ci"][0] > 0.5
+
+
+@pytest.mark.slow  # two DVC experiments up to evaluate: ~1.5 min
+def test_privacy_table_runs_one_dvc_experiment_per_epsilon(tmp_path):
+    project = make_project(tmp_path / "p")
+    before = (project / "params.yaml").read_text()
+    result = run([FORGEML, "privacy-table", "--epsilons", "2,inf", "-S", "trainer.max_epochs=2"],
+                 cwd=project, timeout=900)
+    assert (project / "params.yaml").read_text() == before  # --temp: the workspace is untouched
+    table = json.loads((project / "reports/privacy/digits.json").read_text())
+    assert [row["target_epsilon"] for row in table] == [2.0, "inf"]
+    private, plain = table
+    assert 0 < private["train_summary/privacy_epsilon"] <= 2.0 + 1e-6
+    assert plain["train_summary/privacy_epsilon"] is None
+    assert all(0 <= row["test/membership_auc"] <= 1 for row in table)
+    assert "| 2 |" in (project / "reports/privacy/digits.md").read_text()
+    assert "| ∞ |" in result.stdout
+    shown = run([str(BIN / "dvc"), "exp", "show", "--csv"], cwd=project).stdout
+    assert "privacy-eps-2" in shown and "privacy-eps-inf" in shown
+    header = shown.splitlines()[0].split(",")
+    row = next(line.split(",") for line in shown.splitlines() if "privacy-eps-2" in line)
+    assert float(row[header.index("privacy_epsilon")]) == pytest.approx(
+        private["train_summary/privacy_epsilon"])

@@ -202,6 +202,47 @@ def sweep(
         console.print(summarize(result))
 
 
+@app.command("privacy-table")
+def privacy_table(
+    epsilons: Annotated[str, typer.Option(
+        "--epsilons", help="Target ε per experiment, comma-separated; inf: no DP.")]
+    = "1,3,8,inf",
+    set_: Annotated[list[str] | None, typer.Option(
+        "-S", "--set", help="An override for every experiment (repeatable), e.g. "
+                            "trainer.max_epochs=20.")] = None,
+    params: ParamsOption = Path("params.yaml"),
+    no_run: Annotated[bool, typer.Option(
+        "--no-run", help="Only rebuild the table from the experiments already run.")] = False,
+) -> None:
+    """Privacy vs utility: one DVC experiment per ε (up to evaluate), then one table of test
+    accuracy and membership-attack AUC per ε in reports/privacy/<pipeline>.md."""
+    from forgeml.bootstrap import level
+    from forgeml.errors import ConfigError
+    from forgeml.privacy import tradeoff
+    from forgeml.tracking import tracking_uri
+
+    try:
+        wanted = [float(value) for value in epsilons.split(",")]
+    except ValueError:
+        raise ConfigError(f"--epsilons '{epsilons}': give numbers, e.g. 1,3,8,inf") from None
+    if any(not eps > 0 for eps in wanted):
+        raise ConfigError("--epsilons: every ε must be > 0 (inf: without DP)")
+    cfg = _load(params)
+    if "privacy" not in cfg:
+        raise ConfigError(f"pipeline '{cfg.pipeline.name}' has no privacy option yet "
+                          "(privacy=dp trains the image classification pipelines).")
+    target = "evaluate" if cfg.pipeline.dvc_file == "dvc.yaml" \
+        else f"{cfg.pipeline.dvc_file}:evaluate"
+    if not no_run:
+        tradeoff.run_experiments(wanted, list(set_ or []), target)
+    uri = tracking_uri(cfg)
+    rows = tradeoff.collect(uri, cfg.logger.experiment_name, wanted)
+    path = tradeoff.write(rows, cfg.pipeline.name, level(cfg.evaluate.confidence),
+                          Path("reports") / "privacy")
+    console.print(tradeoff.markdown(rows, cfg.pipeline.name, level(cfg.evaluate.confidence)))
+    console.print(f"wrote {path}")
+
+
 @app.command()
 def recommend(
     run: Annotated[str, typer.Option(

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from forgeml.errors import ConfigError
 from forgeml.schemas import privacy_settings_problems
 
+
 @dataclass(frozen=True)
 class PrivacyPlan:
     """One DP-SGD training run's settings, as logged and reported."""

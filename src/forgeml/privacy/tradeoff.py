@@ -1,0 +1,98 @@
+"""The privacy/utility table (`forgeml privacy-table`): one DVC experiment per ε (`dvc exp run
+--temp -S privacy=dp -S privacy.target_epsilon=ε`, ε = inf: `privacy=none`), each shown by
+`dvc exp show` and logged to MLflow, then one table of test accuracy with its interval and the
+membership attack's AUC per ε, written to reports/privacy/<pipeline>.md and .json."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+from pathlib import Path
+
+from forgeml.errors import ForgeMLError, TrackingError
+
+COLUMNS = ("test/acc", "test/acc_ci_low", "test/acc_ci_high", "test/membership_auc",
+           "train_summary/privacy_epsilon")
+
+
+def experiment_name(epsilon: float) -> str:
+    return "privacy-eps-inf" if math.isinf(epsilon) else f"privacy-eps-{epsilon:g}"
+
+
+def overrides(epsilon: float) -> list[str]:
+    if math.isinf(epsilon):
+        return ["privacy=none"]
+    return ["privacy=dp", f"privacy.target_epsilon={epsilon:g}"]
+
+
+def run_experiments(epsilons: list[float], extra: list[str], target: str) -> None:
+    """One `dvc exp run --temp` per ε up to `target` (a stage, e.g. evaluate): the workspace
+    is left as it was, and a failed experiment stops the table with DVC's own message."""
+    for epsilon in epsilons:
+        name = experiment_name(epsilon)
+        subprocess.run(["dvc", "exp", "remove", name], capture_output=True)  # a rerun replaces
+        sets = [arg for value in overrides(epsilon) + extra for arg in ("-S", value)]
+        print(f"running DVC experiment {name} ({' '.join(overrides(epsilon) + extra)})",
+              flush=True)
+        done = subprocess.run(["dvc", "exp", "run", "--temp", "-n", name, *sets, target])
+        if done.returncode != 0:
+            raise ForgeMLError(f"DVC experiment {name} failed (exit {done.returncode}; its "
+                               "output is above): fix it and rerun `forgeml privacy-table`.")
+
+
+def collect(uri: str, experiment: str, epsilons: list[float]) -> list[dict]:
+    """The newest finished MLflow run of each ε's DVC experiment (tag dvc.exp_name)."""
+    from forgeml.tracking import client
+
+    store = client(uri)
+    found = store.get_experiment_by_name(experiment)
+    if found is None:
+        raise TrackingError(f"MLflow has no experiment '{experiment}' at {uri}: run "
+                            "`forgeml privacy-table` without --no-run first.")
+    rows = []
+    for epsilon in epsilons:
+        name = experiment_name(epsilon)
+        runs = store.search_runs([found.experiment_id], max_results=1,
+                                 filter_string=f"tags.`dvc.exp_name` = '{name}' and "
+                                               "attributes.status = 'FINISHED'",
+                                 order_by=["attributes.start_time DESC"])
+        if not runs or "test/acc" not in runs[0].data.metrics:
+            raise TrackingError(f"no finished, evaluated run of DVC experiment {name} in "
+                                f"MLflow experiment '{experiment}': rerun without --no-run.")
+        metrics = runs[0].data.metrics
+        rows.append({"target_epsilon": epsilon, "run_id": runs[0].info.run_id,
+                     **{key: metrics.get(key, math.nan) for key in COLUMNS}})
+    return rows
+
+
+def markdown(rows: list[dict], pipeline: str, level: str) -> str:
+    lines = [f"# Privacy vs utility: {pipeline}", "",
+             "Each row is the same pipeline trained with DP-SGD for a target ε (∞: without "
+             "differential privacy), evaluated on the same test split. Smaller ε is more "
+             "private; the membership attack's AUC is 0.5 when it cannot tell training examples "
+             "from others.", "",
+             f"| Target ε | ε spent | Test accuracy ({level} interval) | Membership attack AUC "
+             "| MLflow run |", "|---:|---:|---:|---:|---|"]
+    for row in rows:
+        target, spent = row["target_epsilon"], row["train_summary/privacy_epsilon"]
+        target_text = "∞" if math.isinf(target) else f"{target:g}"
+        spent_text = "—" if math.isnan(spent) else f"{spent:.2f}"
+        lines.append(
+            f"| {target_text} | {spent_text} | {row['test/acc']:.1%} "
+            f"({row['test/acc_ci_low']:.1%} to {row['test/acc_ci_high']:.1%}) | "
+            f"{row['test/membership_auc']:.3f} | `{row['run_id']}` |")
+    return "\n".join(lines) + "\n"
+
+
+def write(rows: list[dict], pipeline: str, level: str, folder: Path) -> Path:
+    from forgeml.io import atomic_write_json, atomic_write_text
+
+    folder.mkdir(parents=True, exist_ok=True)
+    # JSON has no inf or NaN: the target ∞ is written "inf", a metric a run lacks null.
+    clean = [{k: ("inf" if k == "target_epsilon" and math.isinf(v) else
+                  None if isinstance(v, float) and not math.isfinite(v) else v)
+              for k, v in row.items()} for row in rows]
+    atomic_write_json(folder / f"{pipeline}.json", clean)
+    path = folder / f"{pipeline}.md"
+    atomic_write_text(path, markdown(rows, pipeline, level))
+    return path
