@@ -44,7 +44,8 @@ def test_epsilon_grows_every_epoch_and_matches_opacus_accountant(private_run):
     record = _record(private_run)
     card = json.loads((private_run / "data/prepared/digits/data_card.json").read_text())
     epsilons = [h["epsilon"] for h in record["history"]]
-    assert len(epsilons) == EPOCHS and all(b > a > 0 for a, b in zip(epsilons, epsilons[1:], strict=False))
+    assert len(epsilons) == EPOCHS and all(b > a > 0 for a, b in zip(epsilons, epsilons[1:],
+                                                                     strict=False))
     steps_per_epoch = record["privacy_steps"] // EPOCHS
     assert record["privacy_delta"] == pytest.approx(1 / card["counts"]["train"])
     for epoch, epsilon in enumerate(epsilons, start=1):
@@ -83,7 +84,8 @@ def test_a_killed_private_run_resumes_its_epsilon(tmp_path):
     assert "resuming MLflow run" in resumed.stdout
     record = _record(project)
     epsilons = [h["epsilon"] for h in record["history"]]
-    assert len(epsilons) == EPOCHS and all(b > a for a, b in zip(epsilons, epsilons[1:], strict=False))
+    assert len(epsilons) == EPOCHS and all(b > a for a, b in zip(epsilons, epsilons[1:],
+                                                                 strict=False))
     # Had ε restarted at 0 after the kill, the run would count only the resumed epochs' steps.
     steps_per_epoch = record["privacy_steps"] // EPOCHS
     assert record["privacy_steps"] == steps_per_epoch * EPOCHS
