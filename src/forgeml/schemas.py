@@ -349,11 +349,18 @@ class InteractionSplitSchema:
 
 
 @dataclass
+class AnonymiseSchema:
+    pseudonymise_ids: bool = MISSING  # key: $FORGEML_PSEUDONYM_KEY(_FILE), never in config
+    min_group_size: int = MISSING  # k: groups smaller than this are reported
+
+
+@dataclass
 class InteractionDataSchema:
     name: str = MISSING
     source: Any = MISSING
     implicit: ImplicitSchema = field(default_factory=ImplicitSchema)
     split: InteractionSplitSchema = field(default_factory=InteractionSplitSchema)
+    anonymise: AnonymiseSchema = field(default_factory=AnonymiseSchema)
 
 
 @dataclass
@@ -405,6 +412,8 @@ def recsys_problems(cfg: DictConfig) -> list[str]:
         problems.append("evaluate.k must be >= 1 and <= evaluate.num_negatives")
     if cfg.train.num_negatives < 1 or cfg.train.batch_size < 1:
         problems.append("train.num_negatives and train.batch_size must be >= 1")
+    if cfg.data.anonymise.min_group_size < 1:
+        problems.append("data.anonymise.min_group_size must be >= 1")
     if list(cfg.evaluate.activity_buckets) != sorted(cfg.evaluate.activity_buckets):
         problems.append("evaluate.activity_buckets must be increasing")
     if cfg.train.early_stopping.mode not in ("min", "max"):
@@ -429,12 +438,19 @@ class TextTokenizerSchema:
 
 
 @dataclass
+class TextAnonymiseSchema:
+    mask_pii: Any = MISSING  # true | false | auto (your own text: data.source=table)
+    min_group_size: int = MISSING
+
+
+@dataclass
 class ReviewDataSchema:
     name: str = MISSING
     source: Any = MISSING
     class_names: list[str] = MISSING
     tokenizer: TextTokenizerSchema = field(default_factory=TextTokenizerSchema)
     split: TextSplitSchema = field(default_factory=TextSplitSchema)
+    anonymise: TextAnonymiseSchema = field(default_factory=TextAnonymiseSchema)
 
 
 @dataclass
@@ -487,6 +503,10 @@ BASELINE_KEYS = {"label", "model", "optimizer", "trainer", "train"}
 
 def sentiment_problems(cfg: DictConfig) -> list[str]:
     problems = []
+    if cfg.data.anonymise.mask_pii not in (True, False, "auto"):
+        problems.append("data.anonymise.mask_pii must be true, false or auto")
+    if cfg.data.anonymise.min_group_size < 1:
+        problems.append("data.anonymise.min_group_size must be >= 1")
     split = cfg.data.split
     if not (0 < split.val_fraction < 1 and 0 < split.test_fraction < 1
             and split.val_fraction + split.test_fraction < 1):

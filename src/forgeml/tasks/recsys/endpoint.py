@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from forgeml.errors import DataError
+from forgeml.privacy.pseudonyms import translator
 from forgeml.serving.bundle import Bundle
 from forgeml.serving.requests import RequestError, input_column, items, whole_number
 
@@ -20,6 +21,7 @@ class RecommenderEndpoint:
         self.bundle, self.run = bundle, bundle.runner(threads)
         self.catalog = json.loads(bundle.file("catalog.json").read_text(encoding="utf-8"))
         self.user_codes = {u: i for i, u in enumerate(self.catalog["user_ids"])}
+        self.catalog_id = translator(self.catalog, "user")  # raw id -> pseudonym, if used
         self.n_items = len(self.catalog["item_ids"])
         with np.load(bundle.file("seen.npz"), allow_pickle=False) as arrays:
             users, items = arrays["user"], arrays["item"]
@@ -30,12 +32,13 @@ class RecommenderEndpoint:
             users, minlength=len(self.user_codes)))])
 
     def codes(self, users: list) -> np.ndarray:
-        unknown = [u for u in users if str(u) not in self.user_codes]
+        ids = [self.catalog_id(u) for u in users]
+        unknown = [u for u, known in zip(users, ids, strict=True) if known not in self.user_codes]
         if unknown:
             raise RequestError(404, f"Unknown user id '{unknown[0]}': the model knows "
                                     f"{len(self.user_codes):,} users; new users need a retrained "
                                     "model.")
-        return np.array([self.user_codes[str(u)] for u in users], dtype=np.int64)
+        return np.array([self.user_codes[u] for u in ids], dtype=np.int64)
 
     def top_k(self, codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         scores = self.run({"users": codes}).copy()

@@ -14,6 +14,7 @@ from forgeml.config import instantiate
 from forgeml.data.movielens import Interactions
 from forgeml.errors import ConfigError, DataError
 from forgeml.io import atomic_dir, atomic_write_json, sha256_file
+from forgeml.privacy.pseudonyms import key_id, load_key, pseudonymise
 
 TRAIN, VAL, TEST = 0, 1, 2
 SPLIT_NAMES = {TRAIN: "train", VAL: "val", TEST: "test"}
@@ -141,6 +142,15 @@ def prepare(cfg: DictConfig) -> dict:
     if len(users) == 0:
         raise DataError("No interactions remain after cleaning; check data.implicit.min_rating.")
 
+    titles, genres = raw.item_titles, raw.item_genres
+    anonymise = data.anonymise
+    key = None
+    if anonymise.pseudonymise_ids:  # before anything is written: no raw id reaches an output
+        key = load_key()
+        pseudo_items = pseudonymise(key, "item", items)
+        titles = {p: titles[r] for p, r in zip(pseudo_items, items, strict=True) if r in titles}
+        genres = {p: genres[r] for p, r in zip(pseudo_items, items, strict=True) if r in genres}
+        users, items = pseudonymise(key, "user", users), pseudo_items
     user_ids, user_codes = np.unique(users, return_inverse=True)
     item_ids, item_codes = np.unique(items, return_inverse=True)
     n_users, n_items = len(user_ids), len(item_ids)
@@ -198,10 +208,14 @@ def prepare(cfg: DictConfig) -> dict:
                   else _date(parse_cutoff(split_cfg.cutoff)),
                   "test_days": split_cfg.test_days},
         "num_negatives": n_neg,
+        "anonymisation": anonymisation(key, anonymise.min_group_size, user_codes[used],
+                                       item_codes[used], n_users, n_items),
     }
     catalog = {"user_ids": user_ids.tolist(), "item_ids": item_ids.tolist(),
-               "titles": [raw.item_titles.get(i, f"item {i}") for i in item_ids.tolist()],
-               "genres": [raw.item_genres.get(i, "") for i in item_ids.tolist()]}
+               "titles": [titles.get(i, f"item {i}") for i in item_ids.tolist()],
+               "genres": [genres.get(i, "") for i in item_ids.tolist()]}
+    if key is not None:
+        catalog |= {"pseudonymised": True, "pseudonym_key_id": key_id(key)}
     with atomic_dir(cfg.paths.prepared) as out:
         np.savez(out / "interactions.npz", user=user_codes[used].astype(np.int32),
                  item=item_codes[used].astype(np.int32), timestamp=stamps[used],
@@ -214,6 +228,21 @@ def prepare(cfg: DictConfig) -> dict:
             "".join(card["files"][name] for name in FILES).encode()).hexdigest()
         atomic_write_json(out / "data_card.json", card)
     return card
+
+
+def anonymisation(key: bytes | None, k: int, users: np.ndarray, items: np.ndarray,
+                  n_users: int, n_items: int) -> dict:
+    """What the data card says about identifiability: whether ids are pseudonymous (and with
+    which key, by its id), and the rare groups smaller than k (users with few interactions,
+    items few users chose), which are the easiest to single out."""
+    per_user = np.bincount(users, minlength=n_users)
+    distinct = np.unique(np.stack([users, items]), axis=1)
+    users_per_item = np.bincount(distinct[1], minlength=n_items)
+    return {"pseudonymised_ids": key is not None,
+            "key_id": key_id(key) if key is not None else None,
+            "min_group_size": k,
+            "users_below_k_interactions": int((per_user < k).sum()),
+            "items_below_k_users": int((users_per_item < k).sum())}
 
 
 def summarize(cfg: DictConfig, card: dict) -> str:

@@ -12,6 +12,7 @@ import numpy as np
 
 from forgeml.errors import DataError, TrackingError
 from forgeml.io import atomic_write_text
+from forgeml.privacy.pseudonyms import translator
 
 
 class ExportedRecommender:
@@ -44,14 +45,15 @@ class LoggedRecommender:
     def __init__(self, network, catalog: dict, seen: list[set[int]]):
         self.network, self.catalog, self.seen = network.eval(), catalog, seen
         self.user_codes = {u: i for i, u in enumerate(catalog["user_ids"])}
+        self.catalog_id = translator(catalog, "user")  # raw id -> pseudonym, if used
         self.n_items = len(catalog["item_ids"])
 
     def user_code(self, user_id: str) -> int:
-        if user_id not in self.user_codes:
+        if self.catalog_id(user_id) not in self.user_codes:
             known = self.catalog["user_ids"]
             raise DataError(f"Unknown user id '{user_id}': the model knows {len(known):,} users "
                             f"(e.g. {', '.join(known[:3])}). New users need a retrained model.")
-        return self.user_codes[user_id]
+        return self.user_codes[self.catalog_id(user_id)]
 
     def top_k(self, codes: list[int], k: int) -> tuple[np.ndarray, np.ndarray]:
         """Item codes and scores (len(codes), k) of the best unseen items per user."""

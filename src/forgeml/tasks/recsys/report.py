@@ -121,6 +121,7 @@ class RecsysReport(ReportSections):
             ("Train interactions per user", f"min {per_user['min']}, median "
                                             f"{per_user['median']:.0f}, max {per_user['max']}"),
             ("Cleaning removed", removed or "nothing"),
+            ("Identifiers", _identifiers(card)),
         ]
 
     def cost(self, ctx: ReportContext) -> Rows:
@@ -185,3 +186,16 @@ def _slice_note(slices: list[dict], model_name: str) -> str:
 
 
 SECTIONS = RecsysReport()
+
+
+def _identifiers(card: dict) -> str:
+    anon = card.get("anonymisation") or {}
+    ids = (f"pseudonymous (keyed hash, key id {anon['key_id']}): no raw user or item id is in "
+           "the prepared data, the model or this report" if anon.get("pseudonymised_ids") else
+           "raw ids as in the source (data.anonymise.pseudonymise_ids=true replaces them)")
+    if "min_group_size" not in anon:
+        return ids
+    return (f"{ids}; rare groups (k = {anon['min_group_size']}): "
+            f"{anon['users_below_k_interactions']:,} users with fewer than k interactions, "
+            f"{anon['items_below_k_users']:,} items chosen by fewer than k users, the easiest "
+            "to single out")

@@ -88,6 +88,7 @@ def prepare(cfg: DictConfig) -> dict:
     reviews: Reviews = instantiate(data.source, "data.source")
     raw_rows = len(reviews.frame) + sum(reviews.notes.values())
     frame, removed = clean(reviews, class_names)
+    anonymisation = anonymise(frame, data)
     if frame.empty:
         raise DataError(f"No labelled text is left in {reviews.origin} after cleaning "
                         f"(removed: {removed}).")
@@ -105,6 +106,8 @@ def prepare(cfg: DictConfig) -> dict:
         "counts": split_counts(splits, class_names),
         "length": length_summary(frame["words"], buckets),
     }
+    if anonymisation:
+        card["anonymisation"] = anonymisation
     if frame["group"].notna().any():  # e.g. the same movie reviewed in train and test
         train_groups = set(splits["train"]["group"].dropna())
         card["test_groups_also_in_train"] = int(splits["test"]["group"].dropna()
@@ -113,6 +116,30 @@ def prepare(cfg: DictConfig) -> dict:
             for name, part in splits.items()}
     with atomic_dir(cfg.paths.prepared) as out:
         return write_splits(out, rows, card)
+
+
+def masks_pii(data: DictConfig) -> bool:
+    """auto: a team's own text (the `table` source), not the shipped public corpus."""
+    if data.anonymise.mask_pii == "auto":
+        return str(data.source.get("_target_", "")).endswith(".table")
+    return bool(data.anonymise.mask_pii)
+
+
+def anonymise(frame: pd.DataFrame, data: DictConfig) -> dict | None:
+    """Mask personal data in the texts in place; what was masked and the rare groups, for
+    the data card (None when masking is off)."""
+    if not masks_pii(data):
+        return None
+    from forgeml.privacy.pii import mask_all
+
+    frame["text"], masked = mask_all(frame["text"].tolist())
+    k = data.anonymise.min_group_size
+    sizes = frame["group"].dropna().value_counts()
+    return {"pii_masked": masked, "texts_with_pii": int(sum(
+                any(p in text for p in ("<EMAIL>", "<PHONE>", "<URL>", "<CARD>"))
+                for text in frame["text"])),
+            "min_group_size": k, "groups": int(len(sizes)),
+            "groups_below_k": int((sizes < k).sum())}
 
 
 def split_counts(splits: dict[str, pd.DataFrame], class_names: list[str]) -> dict:

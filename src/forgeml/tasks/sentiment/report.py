@@ -151,6 +151,15 @@ class SentimentReport(ReportSections):
         if "test_groups_also_in_train" in card:
             rows.append(("Test snippets about a movie also reviewed in train",
                          f"{card['test_groups_also_in_train']:,}"))
+        if "anonymisation" in card:
+            anon = card["anonymisation"]
+            rows.append(("Personal data masked", ", ".join(
+                f"{kind}: {n:,}" for kind, n in anon["pii_masked"].items())
+                + f" (in {anon['texts_with_pii']:,} texts), replaced by <KIND> placeholders"))
+            if anon["groups"]:
+                rows.append(("Rare groups", f"{anon['groups_below_k']:,} of {anon['groups']:,} "
+                             f"groups have fewer than {anon['min_group_size']} texts: the "
+                             "easiest to single out"))
         return rows
 
     def cost(self, ctx: ReportContext) -> Rows:
