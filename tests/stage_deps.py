@@ -282,12 +282,14 @@ def stage_reads(task: str, stage: str) -> set[str]:
 def declared_params(dvc_file: str, stage: str) -> tuple[set[str], str]:
     """(declared params, the text of its deps and outputs) of a stage."""
     spec = yaml.safe_load((REPO / dvc_file).read_text())["stages"][stage]
+    # Stages run at the repository root, where a bare key names the root params.yaml: only
+    # the keys of the file the stage's command reads count.
+    own = str(Path(dvc_file).parent / "params.yaml") if "/" in dvc_file else "params.yaml"
     declared: set[str] = set()
     for entry in spec.get("params", []):
         if isinstance(entry, dict):
-            for keys in entry.values():
-                declared |= set(keys)
-        else:
+            declared |= {key for file, keys in entry.items() if file == own for key in keys}
+        elif own == "params.yaml":
             declared.add(entry)
     paths = yaml.safe_dump({k: spec.get(k) for k in ("deps", "outs", "metrics", "plots")})
     return declared, paths
@@ -303,7 +305,8 @@ DERIVED = {("sentiment", "baselines"): {"model", "model._target_", "paths.metric
            # It is never trained privately (features_config sets privacy off).
            ("generative", "features"): {"model", "model._target_", "optimizer", "trainer",
                                         "trainer.max_epochs", "train.early_stopping",
-                                        "privacy", "privacy.enabled", "privacy.fix_layers"},
+                                        "privacy", "privacy.enabled", "privacy.fix_layers",
+                                        "privacy.noise_seed"},
            **{("generative", stage): {"privacy.enabled", "privacy.fix_layers"}
               for stage in ("train", "evaluate", "report")}}
 

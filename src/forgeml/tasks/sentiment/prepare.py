@@ -88,7 +88,7 @@ def prepare(cfg: DictConfig) -> dict:
     reviews: Reviews = instantiate(data.source, "data.source")
     raw_rows = len(reviews.frame) + sum(reviews.notes.values())
     frame, removed = clean(reviews, class_names)
-    anonymisation = anonymise(frame, data)
+    anonymisation = anonymise(frame, data.anonymise, data.source)
     if frame.empty:
         raise DataError(f"No labelled text is left in {reviews.origin} after cleaning "
                         f"(removed: {removed}).")
@@ -118,28 +118,26 @@ def prepare(cfg: DictConfig) -> dict:
         return write_splits(out, rows, card)
 
 
-def masks_pii(data: DictConfig) -> bool:
+def masks_pii(anonymise: DictConfig, source: DictConfig) -> bool:
     """auto: a team's own text (the `table` source), not the shipped public corpus."""
-    if data.anonymise.mask_pii == "auto":
-        return str(data.source.get("_target_", "")).endswith(".table")
-    return bool(data.anonymise.mask_pii)
+    if anonymise.mask_pii == "auto":
+        return str(source.get("_target_", "")).endswith(".table")
+    return bool(anonymise.mask_pii)
 
 
-def anonymise(frame: pd.DataFrame, data: DictConfig) -> dict | None:
+def anonymise(frame: pd.DataFrame, settings: DictConfig, source: DictConfig) -> dict | None:
     """Mask personal data in the texts in place; what was masked and the rare groups, for
     the data card (None when masking is off)."""
-    if not masks_pii(data):
+    if not masks_pii(settings, source):
         return None
-    from forgeml.privacy.pii import mask_all
+    from forgeml.privacy.pii import PLACEHOLDERS, mask_all
 
     frame["text"], masked = mask_all(frame["text"].tolist())
-    k = data.anonymise.min_group_size
     sizes = frame["group"].dropna().value_counts()
-    return {"pii_masked": masked, "texts_with_pii": int(sum(
-                any(p in text for p in ("<EMAIL>", "<PHONE>", "<URL>", "<CARD>"))
-                for text in frame["text"])),
-            "min_group_size": k, "groups": int(len(sizes)),
-            "groups_below_k": int((sizes < k).sum())}
+    with_pii = frame["text"].map(lambda text: any(p in text for p in PLACEHOLDERS.values()))
+    return {"pii_masked": masked, "texts_with_pii": int(with_pii.sum()),
+            "min_group_size": settings.min_group_size, "groups": int(len(sizes)),
+            "groups_below_k": int((sizes < settings.min_group_size).sum())}
 
 
 def split_counts(splits: dict[str, pd.DataFrame], class_names: list[str]) -> dict:
