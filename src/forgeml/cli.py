@@ -213,11 +213,15 @@ def privacy_table(
     params: ParamsOption = Path("params.yaml"),
     no_run: Annotated[bool, typer.Option(
         "--no-run", help="Only rebuild the table from the experiments already run.")] = False,
+    name: Annotated[str, typer.Option(
+        "--name", help="Names the experiments (<name>-eps-<ε>) and the table, to keep several "
+                       "apart.")] = "privacy",
 ) -> None:
     """Privacy vs utility: one DVC experiment per ε (up to evaluate), then one table of test
     accuracy and membership-attack AUC per ε in reports/privacy/<pipeline>.md."""
     from forgeml.bootstrap import level
     from forgeml.errors import ConfigError
+    from forgeml.names import check_name
     from forgeml.privacy import tradeoff
     from forgeml.tracking import tracking_uri
 
@@ -233,12 +237,13 @@ def privacy_table(
                           "(privacy=dp trains the image classification pipelines).")
     target = "evaluate" if cfg.pipeline.dvc_file == "dvc.yaml" \
         else f"{cfg.pipeline.dvc_file}:evaluate"
+    check_name(name, "--name")
     if not no_run:
-        tradeoff.run_experiments(wanted, list(set_ or []), target)
+        tradeoff.run_experiments(wanted, list(set_ or []), target, name)
     uri = tracking_uri(cfg)
-    rows = tradeoff.collect(uri, cfg.logger.experiment_name, wanted)
+    rows = tradeoff.collect(uri, cfg.logger.experiment_name, wanted, name)
     path = tradeoff.write(rows, cfg.pipeline.name, level(cfg.evaluate.confidence),
-                          Path("reports") / "privacy")
+                          Path("reports") / "privacy", name)
     console.print(tradeoff.markdown(rows, cfg.pipeline.name, level(cfg.evaluate.confidence)))
     console.print(f"wrote {path}")
 

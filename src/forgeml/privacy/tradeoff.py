@@ -1,7 +1,8 @@
 """The privacy/utility table (`forgeml privacy-table`): one DVC experiment per ε (`dvc exp run
 --temp -S privacy=dp -S privacy.target_epsilon=ε`, ε = inf: `privacy=none`), each shown by
 `dvc exp show` and logged to MLflow, then one table of test accuracy with its interval and the
-membership attack's AUC per ε, written to reports/privacy/<pipeline>.md and .json."""
+membership attack's AUC per ε, written to reports/privacy/<pipeline>.md and .json. `--name`
+keeps several tables apart (experiments <name>-eps-<ε>, reports/privacy/<pipeline>-<name>.md)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ COLUMNS = ("test/acc", "test/acc_ci_low", "test/acc_ci_high", "test/membership_a
            "train_summary/privacy_epsilon")
 
 
-def experiment_name(epsilon: float) -> str:
-    return "privacy-eps-inf" if math.isinf(epsilon) else f"privacy-eps-{epsilon:g}"
+def experiment_name(epsilon: float, name: str = "privacy") -> str:
+    return f"{name}-eps-inf" if math.isinf(epsilon) else f"{name}-eps-{epsilon:g}"
 
 
 def overrides(epsilon: float) -> list[str]:
@@ -25,22 +26,22 @@ def overrides(epsilon: float) -> list[str]:
     return ["privacy=dp", f"privacy.target_epsilon={epsilon:g}"]
 
 
-def run_experiments(epsilons: list[float], extra: list[str], target: str) -> None:
+def run_experiments(epsilons: list[float], extra: list[str], target: str, name: str) -> None:
     """One `dvc exp run --temp` per ε up to `target` (a stage, e.g. evaluate): the workspace
     is left as it was, and a failed experiment stops the table with DVC's own message."""
     for epsilon in epsilons:
-        name = experiment_name(epsilon)
-        subprocess.run(["dvc", "exp", "remove", name], capture_output=True)  # a rerun replaces
+        exp = experiment_name(epsilon, name)
+        subprocess.run(["dvc", "exp", "remove", exp], capture_output=True)  # a rerun replaces
         sets = [arg for value in overrides(epsilon) + extra for arg in ("-S", value)]
-        print(f"running DVC experiment {name} ({' '.join(overrides(epsilon) + extra)})",
+        print(f"running DVC experiment {exp} ({' '.join(overrides(epsilon) + extra)})",
               flush=True)
-        done = subprocess.run(["dvc", "exp", "run", "--temp", "-n", name, *sets, target])
+        done = subprocess.run(["dvc", "exp", "run", "--temp", "-n", exp, *sets, target])
         if done.returncode != 0:
-            raise ForgeMLError(f"DVC experiment {name} failed (exit {done.returncode}; its "
+            raise ForgeMLError(f"DVC experiment {exp} failed (exit {done.returncode}; its "
                                "output is above): fix it and rerun `forgeml privacy-table`.")
 
 
-def collect(uri: str, experiment: str, epsilons: list[float]) -> list[dict]:
+def collect(uri: str, experiment: str, epsilons: list[float], name: str) -> list[dict]:
     """The newest finished MLflow run of each ε's DVC experiment (tag dvc.exp_name)."""
     from forgeml.tracking import client
 
@@ -51,13 +52,13 @@ def collect(uri: str, experiment: str, epsilons: list[float]) -> list[dict]:
                             "`forgeml privacy-table` without --no-run first.")
     rows = []
     for epsilon in epsilons:
-        name = experiment_name(epsilon)
+        exp = experiment_name(epsilon, name)
         runs = store.search_runs([found.experiment_id], max_results=1,
-                                 filter_string=f"tags.`dvc.exp_name` = '{name}' and "
+                                 filter_string=f"tags.`dvc.exp_name` = '{exp}' and "
                                                "attributes.status = 'FINISHED'",
                                  order_by=["attributes.start_time DESC"])
         if not runs or "test/acc" not in runs[0].data.metrics:
-            raise TrackingError(f"no finished, evaluated run of DVC experiment {name} in "
+            raise TrackingError(f"no finished, evaluated run of DVC experiment {exp} in "
                                 f"MLflow experiment '{experiment}': rerun without --no-run.")
         metrics = runs[0].data.metrics
         rows.append({"target_epsilon": epsilon, "run_id": runs[0].info.run_id,
@@ -84,7 +85,7 @@ def markdown(rows: list[dict], pipeline: str, level: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(rows: list[dict], pipeline: str, level: str, folder: Path) -> Path:
+def write(rows: list[dict], pipeline: str, level: str, folder: Path, name: str) -> Path:
     from forgeml.io import atomic_write_json, atomic_write_text
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -92,7 +93,8 @@ def write(rows: list[dict], pipeline: str, level: str, folder: Path) -> Path:
     clean = [{k: ("inf" if k == "target_epsilon" and math.isinf(v) else
                   None if isinstance(v, float) and not math.isfinite(v) else v)
               for k, v in row.items()} for row in rows]
-    atomic_write_json(folder / f"{pipeline}.json", clean)
-    path = folder / f"{pipeline}.md"
+    stem = pipeline if name == "privacy" else f"{pipeline}-{name}"
+    atomic_write_json(folder / f"{stem}.json", clean)
+    path = folder / f"{stem}.md"
     atomic_write_text(path, markdown(rows, pipeline, level))
     return path
