@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import secrets
+import warnings
 
 import torch
 from pytorch_lightning import Callback, LightningDataModule
@@ -50,6 +51,9 @@ class DifferentialPrivacy(Callback):
         if len(trainer.strategy.optimizers) != 1:
             raise ConfigError("privacy=dp supports one optimizer per model.")
         plan = self.plan
+        # Opacus' hooks on the first layer see an input that needs no gradient (the images):
+        # expected, and said once per backward pass otherwise.
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
         # Ghost clipping: each example's gradient norm without materialising per-example
         # gradients (~5x faster than per-example hooks on the CNN), then one backward pass of
         # the loss reweighted by the clipping factors. The network keeps its own layout.
