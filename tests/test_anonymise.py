@@ -73,6 +73,7 @@ def test_pseudonyms_are_stable_for_a_key_and_differ_across_keys():
     assert all(p.startswith("u_") and "196" not in p for p in first)
 
 
+@pytest.mark.slow  # the pseudonymous recommender pipeline or a review table: ~15-35 s
 def test_no_raw_id_and_no_key_reach_any_output(pseudonymous):
     raw = [_user(u).encode() for u in range(60)] + [_item(i).encode() for i in range(40)]
     sources = {"shop.inter", "shop.item"}
@@ -94,6 +95,7 @@ def test_no_raw_id_and_no_key_reach_any_output(pseudonymous):
     assert "pseudonymous (keyed hash" in report and "Product" in report
 
 
+@pytest.mark.slow  # the pseudonymous recommender pipeline or a review table: ~15-35 s
 def test_recommend_maps_a_raw_id_with_the_key_and_refuses_without_it(pseudonymous):
     run_id = json.loads((pseudonymous / "models/recsys/run.json").read_text())["run_id"]
     command = [FORGEML, "recommend", "--run", run_id, "--user", _user(5), "-k", "3"]
@@ -142,6 +144,7 @@ def test_masking_finds_known_personal_data_and_leaves_the_rest():
     assert masked[2] == texts[2]
 
 
+@pytest.mark.slow  # the pseudonymous recommender pipeline or a review table: ~15-35 s
 def test_a_teams_own_reviews_are_masked_in_prepare_with_counts_in_the_card(tmp_path):
     project = make_project(tmp_path / "p")
     with (project / "mine.csv").open("w", newline="") as f:

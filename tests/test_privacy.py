@@ -73,6 +73,7 @@ def test_report_explains_the_guarantee_and_the_attack(private_run):
     assert train_metrics["privacy_epsilon"] == pytest.approx(eps)  # a `dvc exp show` column
 
 
+@pytest.mark.slow  # a killed and a resumed training: ~25 s
 def test_a_killed_private_run_resumes_its_epsilon(tmp_path):
     project = make_project(tmp_path / "p")
     run([FORGEML, "compose", *DP], cwd=project)
@@ -168,6 +169,18 @@ def test_the_attack_sees_a_real_gap():
     leaky = loss_threshold_attack(rng.exponential(0.5, 2000), rng.exponential(1.0, 2000),
                                   200, 0.95, seed=0)
     assert leaky["auc"] > 0.6 and leaky["auc_ci"][0] > 0.5 and leaky["advantage"] > 0.1
+
+
+def test_the_vectorised_auc_is_scikit_learns_with_ties():
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from forgeml.privacy.membership import auc
+
+    rng = np.random.default_rng(1)
+    members, others = np.round(rng.normal(0.2, 1, 300), 1), np.round(rng.normal(0, 1, 200), 1)
+    expected = roc_auc_score(np.r_[np.ones(300), np.zeros(200)], np.r_[members, others])
+    assert auc(members[None], others[None])[0] == pytest.approx(expected, abs=1e-12)
 
 
 @pytest.mark.slow  # two DVC experiments up to evaluate: ~1.5 min
