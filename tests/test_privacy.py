@@ -123,6 +123,20 @@ def test_bad_privacy_settings_stop_with_one_line_and_write_nothing(prepared, ove
     assert not (prepared / "models/digits").exists() and not (prepared / "mlflow.db").exists()
 
 
+def test_the_mlp_trains_privately_too(prepared):
+    # Its own outputs: the bad-settings tests check that nothing lands in models/digits.
+    run([FORGEML, "compose", "privacy=dp", "model=mlp", "trainer.max_epochs=2",
+         "logger.log_model=false", "paths.models=models/mlp", "paths.metrics=metrics/mlp",
+         "paths.plots=plots/mlp", "-o", "mlp.yaml"], cwd=prepared)
+    result = run([FORGEML, "train", "-p", "mlp.yaml"], cwd=prepared,
+                 env={"MLFLOW_TRACKING_URI": f"sqlite:///{prepared / 'mlp.db'}"})
+    assert "DP-SGD ε=" in result.stdout
+    record = json.loads((prepared / "models/mlp/run.json").read_text())
+    assert [h["epsilon"] for h in record["history"]][-1] == pytest.approx(
+        record["privacy_epsilon"]) and 0 < record["privacy_epsilon"] <= 3.0 + 1e-6
+    assert record["best_val_acc"] > 0.3  # learns despite the noise (10 classes: 0.1 by chance)
+
+
 def test_a_layer_dp_sgd_cannot_train_is_refused_with_the_fix():
     from forgeml.errors import ConfigError
     from forgeml.privacy.layers import private_network
