@@ -40,6 +40,7 @@ def _record(project):
     return json.loads((project / "models/digits/run.json").read_text())
 
 
+@pytest.mark.slow  # a DP-SGD pipeline run: ~20-40 s (the fast tier's budget)
 def test_epsilon_grows_every_epoch_and_matches_opacus_accountant(private_run):
     record = _record(private_run)
     card = json.loads((private_run / "data/prepared/digits/data_card.json").read_text())
@@ -60,6 +61,7 @@ def test_epsilon_grows_every_epoch_and_matches_opacus_accountant(private_run):
         [round(e, 6) for e in epsilons]
 
 
+@pytest.mark.slow  # a DP-SGD pipeline run: ~20-40 s (the fast tier's budget)
 def test_report_explains_the_guarantee_and_the_attack(private_run):
     report = (private_run / "reports/digits/report.md").read_text()
     section = report.split("## What does the model reveal about its training data?")[1]
@@ -123,6 +125,7 @@ def test_bad_privacy_settings_stop_with_one_line_and_write_nothing(prepared, ove
     assert not (prepared / "models/digits").exists() and not (prepared / "mlflow.db").exists()
 
 
+@pytest.mark.slow  # a DP-SGD pipeline run: ~20-40 s (the fast tier's budget)
 def test_the_mlp_trains_privately_too(prepared):
     # Its own outputs: the bad-settings tests check that nothing lands in models/digits.
     run([FORGEML, "compose", "privacy=dp", "model=mlp", "trainer.max_epochs=2",
@@ -151,6 +154,7 @@ def test_a_layer_dp_sgd_cannot_train_is_refused_with_the_fix():
     assert fixed(torch.zeros(2, 1, 8, 8)).shape == (2, 4, 6, 6)
 
 
+@pytest.mark.slow  # a DP-SGD pipeline run: ~20-40 s (the fast tier's budget)
 def test_the_attack_is_a_coin_flip_on_a_model_that_never_saw_the_data(private_run,
                                                                        monkeypatch):
     """A network that was never trained: its losses say nothing about which examples are the
