@@ -1,11 +1,11 @@
-"""How much noise DP-SGD needs and what it proves: the noise multiplier that reaches a target ε
-within the planned steps, and ε after the steps taken (Opacus' accountants). No torch, no
-Lightning: the report and config checks use it too."""
+"""How much noise DP-SGD needs: the noise multiplier that reaches a target ε at δ within the
+planned steps (Opacus' accountants), and the checks that need the number of training examples.
+No torch, no Lightning."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from omegaconf import DictConfig
 
@@ -15,21 +15,14 @@ from forgeml.schemas import privacy_settings_problems
 
 @dataclass(frozen=True)
 class PrivacyPlan:
-    """One DP-SGD training run's settings, as logged and reported."""
+    """One DP-SGD training run's settings, as trained with, logged and reported."""
 
-    target_epsilon: float  # inf when the noise multiplier was given instead
     delta: float
     noise_multiplier: float
     max_grad_norm: float
     sample_rate: float  # each example is in a batch with this probability (Poisson)
-    expected_batch_size: int
     steps_per_epoch: int
-    planned_epochs: int
     accountant: str
-    training_examples: int
-
-    def as_params(self) -> dict[str, float | int | str]:
-        return {f"privacy.plan.{k}": v for k, v in asdict(self).items()}
 
 
 def sampling(n_examples: int, batch_size: int) -> tuple[float, int]:
@@ -51,7 +44,7 @@ def plan(privacy: DictConfig, n_examples: int, batch_size: int, epochs: int) -> 
     delta = privacy.delta if privacy.delta is not None else 1.0 / n_examples
     rate, steps = sampling(n_examples, batch_size)
     if privacy.noise_multiplier is not None:
-        sigma, target = float(privacy.noise_multiplier), math.inf
+        sigma = float(privacy.noise_multiplier)
     else:
         target = float(privacy.target_epsilon)
         try:
@@ -62,9 +55,8 @@ def plan(privacy: DictConfig, n_examples: int, batch_size: int, epochs: int) -> 
             raise ConfigError(f"privacy.target_epsilon={target} cannot be reached in {epochs} "
                               f"epochs at this sample rate ({err}); raise the target or train "
                               "fewer epochs.") from None
-    return PrivacyPlan(target, delta, sigma, float(privacy.max_grad_norm), rate,
-                       max(1, round(n_examples * rate)), steps, epochs, privacy.accountant,
-                       n_examples)
+    return PrivacyPlan(delta, sigma, float(privacy.max_grad_norm), rate, steps,
+                       privacy.accountant)
 
 
 def check(privacy: DictConfig, n_examples: int) -> None:
@@ -76,14 +68,3 @@ def check(privacy: DictConfig, n_examples: int) -> None:
                         "allows leaking whole examples (leave it null for 1/N)")
     if problems:
         raise ConfigError("; ".join(problems))
-
-
-def epsilon_of(history: list, delta: float, accountant: str) -> float:
-    """ε spent by the steps in an accountant's history [(noise, sample rate, steps)]."""
-    from opacus.accountants import create_accountant
-
-    if not history:
-        return 0.0
-    counted = create_accountant(mechanism=accountant)
-    counted.history = [tuple(entry) for entry in history]
-    return float(counted.get_epsilon(delta=delta))
