@@ -222,3 +222,45 @@ def test_privacy_table_runs_one_dvc_experiment_per_epsilon(tmp_path):
     row = next(line.split(",") for line in shown.splitlines() if "privacy-eps-2" in line)
     assert float(row[header.index("privacy_epsilon")]) == pytest.approx(
         private["train_summary/privacy_epsilon"])
+
+
+def test_batches_are_sampled_from_the_secret_generator_not_the_global_seed():
+    """The Poisson sample must not be replayable from params.yaml's seed: two runs with the
+    same global seed draw different batches unless they share privacy.noise_seed."""
+    from forgeml.data.tensors import TensorBatchDataset, tensor_loader
+    from forgeml.training.privacy import PoissonBatches
+
+    class Plain:  # the datamodule interface PoissonBatches wraps
+        def train_dataloader(self):
+            return tensor_loader(TensorBatchDataset(torch.arange(400)), 20, shuffle=True)
+
+    def first_batches(seed: int) -> list[list[int]]:
+        torch.manual_seed(0)  # the global seed, as pl.seed_everything(cfg.seed) sets it
+        loader = PoissonBatches(Plain(), torch.Generator().manual_seed(seed)).train_dataloader()
+        return [batch[0].tolist() for _, batch in zip(range(3), loader, strict=False)]
+
+    assert first_batches(1) == first_batches(1)
+    assert first_batches(1) != first_batches(2)
+
+
+@pytest.mark.slow  # two DDP ranks (gloo) training privately: ~45 s
+def test_dp_sgd_across_two_ddp_ranks_adds_one_noise_and_samples_each_example_once(tmp_path):
+    """Each rank Poisson-samples its own shard and clips its own examples; the clipped sums
+    are added over ranks and noised once: the ranks keep identical weights, an epoch sees
+    about N examples in all (not N per rank), and ε is the single-device accountant's."""
+    project = make_project(tmp_path / "p")
+    run([FORGEML, "compose", *DP, "trainer=ddp_cpu", "logger.log_model=false"], cwd=project)
+    run([FORGEML, "prepare"], cwd=project)
+    result = run([FORGEML, "train"], cwd=project, timeout=600)
+    assert "DP-SGD ε=" in result.stdout
+    record = _record(project)
+    card = json.loads((project / "data/prepared/digits/data_card.json").read_text())
+    n = card["counts"]["train"]
+    tags = MlflowClient(f"sqlite:///{project / 'mlflow.db'}").get_run(record["run_id"]).data.tags
+    assert tags["forgeml.ddp_world_size"] == "2" and tags["forgeml.ddp_weights_identical"] == "true"
+    per_epoch = record["train_samples_per_second"] * record["train_seconds"] / EPOCHS
+    assert 0.85 * n < per_epoch < 1.15 * n
+    assert record["privacy_epsilon"] == pytest.approx(_rdp_epsilon(
+        record["privacy_noise_multiplier"], record["privacy_sample_rate"],
+        record["privacy_steps"], record["privacy_delta"]), rel=1e-6)
+    assert 1.9 < record["privacy_epsilon"] <= 2.0 + 1e-6

@@ -217,12 +217,14 @@ def privacy_table(
         "--name", help="Names the experiments (<name>-eps-<ε>) and the table, to keep several "
                        "apart.")] = "privacy",
 ) -> None:
-    """Privacy vs utility: one DVC experiment per ε (up to evaluate), then one table of test
-    accuracy and membership-attack AUC per ε in reports/privacy/<pipeline>.md."""
+    """Privacy vs utility: one DVC experiment per ε (up to evaluate), then one table of the
+    pipeline's test metric (accuracy, HR@K) and membership-attack AUC per ε in
+    reports/privacy/<pipeline>.md."""
     from forgeml.bootstrap import level
     from forgeml.errors import ConfigError
     from forgeml.names import check_name
     from forgeml.privacy import tradeoff
+    from forgeml.tasks import task_of
     from forgeml.tracking import tracking_uri
 
     try:
@@ -232,19 +234,19 @@ def privacy_table(
     if any(not eps > 0 for eps in wanted):
         raise ConfigError("--epsilons: every ε must be > 0 (inf: without DP)")
     cfg = _load(params)
-    if "privacy" not in cfg:
-        raise ConfigError(f"pipeline '{cfg.pipeline.name}' has no privacy option yet "
-                          "(privacy=dp trains the image classification pipelines).")
+    metric = tradeoff.Utility(*task_of(cfg, str(params)).utility_metric(cfg))
     target = "evaluate" if cfg.pipeline.dvc_file == "dvc.yaml" \
         else f"{cfg.pipeline.dvc_file}:evaluate"
     check_name(name, "--name")
     if not no_run:
-        tradeoff.run_experiments(wanted, list(set_ or []), target, name)
+        tradeoff.run_experiments(wanted, list(set_ or []), target, name,
+                                 params_file=params.as_posix())
     uri = tracking_uri(cfg)
-    rows = tradeoff.collect(uri, cfg.logger.experiment_name, wanted, name)
-    path = tradeoff.write(rows, cfg.pipeline.name, level(cfg.evaluate.confidence),
-                          Path("reports") / "privacy", name)
-    console.print(tradeoff.markdown(rows, cfg.pipeline.name, level(cfg.evaluate.confidence)))
+    rows = tradeoff.collect(uri, cfg.logger.experiment_name, wanted, name, metric)
+    confidence = level(cfg.evaluate.confidence)
+    path = tradeoff.write(rows, cfg.pipeline.name, confidence, Path("reports") / "privacy", name,
+                          metric)
+    console.print(tradeoff.markdown(rows, cfg.pipeline.name, confidence, metric))
     console.print(f"wrote {path}")
 
 

@@ -133,8 +133,10 @@ def privacy_problems(cfg: DictConfig) -> list[str]:
     problems = privacy_settings_problems(cfg.privacy)
     if cfg.privacy.enabled:
         trainer = cfg.trainer
-        if trainer.get("devices", 1) not in (1, "1", "auto") or trainer.get("num_nodes", 1) != 1:
-            problems.append("privacy=dp trains on one device: set trainer=cpu or trainer=gpu")
+        several = trainer.get("devices", 1) not in (1, "1", "auto") or \
+            trainer.get("num_nodes", 1) != 1
+        if several and trainer.get("strategy", "auto") not in ("ddp", "auto"):
+            problems.append("privacy=dp across devices runs on DDP: set trainer.strategy=ddp")
         if trainer.get("gradient_clip_val"):
             problems.append("privacy=dp clips each example's gradient itself "
                             "(privacy.max_grad_norm): set trainer.gradient_clip_val=null")
@@ -383,6 +385,7 @@ class RecsysEvaluateSchema:
     bootstrap_samples: int = MISSING
     confidence: float = MISSING
     example_users: int = MISSING
+    membership_examples: int = MISSING
 
 
 @dataclass
@@ -397,6 +400,7 @@ class RecsysSchema:
     optimizer: Any = MISSING
     evaluate: RecsysEvaluateSchema = field(default_factory=RecsysEvaluateSchema)
     paths: PathsSchema = field(default_factory=PathsSchema)
+    privacy: PrivacySchema = field(default_factory=PrivacySchema)
 
 
 def recsys_problems(cfg: DictConfig) -> list[str]:
@@ -420,7 +424,9 @@ def recsys_problems(cfg: DictConfig) -> list[str]:
         problems.append("train.early_stopping.mode must be 'min' or 'max'")
     if not 0 < cfg.evaluate.confidence < 1:
         problems.append("evaluate.confidence must be in (0, 1)")
-    return problems
+    if cfg.evaluate.membership_examples < 0:
+        problems.append("evaluate.membership_examples must be >= 0 (0: no membership attack)")
+    return problems + privacy_problems(cfg)
 
 
 # --- sentiment -----------------------------------------------------------------------------------

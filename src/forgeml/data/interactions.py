@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import IterableDataset
+from torch.utils.data import Dataset, IterableDataset
 
 from forgeml.errors import DataError
 
@@ -101,3 +101,44 @@ class NegativeSampledPairs(IterableDataset):
         targets = torch.from_numpy(labels[order].astype(np.float32))
         for start in range(0, len(order), self.batch_size):
             yield pairs[start:start + self.batch_size], targets[start:start + self.batch_size]
+
+
+class InteractionExamples(Dataset):
+    """The training interactions as DP-SGD's examples: example j is interaction j with
+    `num_negatives` items drawn for it, (pairs (1 + n, 2), labels (1 + n,)), the observed item
+    first. A batch is fetched with one index operation (`__getitems__`).
+
+    The negatives are uniform over every item but the interaction's own, so that an example
+    depends on nothing but itself; excluding the user's other interactions, as the non-private
+    sampler does, would let one interaction change the others' examples and void the
+    per-example bound. A negative is then sometimes an item the user did interact with
+    (a few percent on MovieLens)."""
+
+    def __init__(self, users: np.ndarray, items: np.ndarray, n_items: int, num_negatives: int,
+                 seed: int):
+        if n_items < 2:
+            raise DataError("Negative sampling needs at least two items.")
+        self.users = torch.from_numpy(users.astype(np.int64))
+        self.items = torch.from_numpy(items.astype(np.int64))
+        self.n_items, self.num_negatives = n_items, num_negatives
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        pairs, labels = self.__getitems__([index])
+        return pairs[0], labels[0]
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.as_tensor(indices, dtype=torch.long)
+        users, items = self.users[index], self.items[index]
+        # Uniform over the other n_items - 1 items: draw below n_items - 1, skip the own item.
+        drawn = torch.randint(0, self.n_items - 1, (len(index), self.num_negatives),
+                              generator=self.generator)
+        negatives = drawn + (drawn >= items[:, None]).long()
+        candidates = torch.cat([items[:, None], negatives], dim=1)
+        pairs = torch.stack([users[:, None].expand_as(candidates), candidates], dim=-1)
+        labels = torch.zeros(candidates.shape, dtype=torch.float32)
+        labels[:, 0] = 1.0
+        return pairs, labels

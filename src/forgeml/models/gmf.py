@@ -20,8 +20,9 @@ class GMF(nn.Module):
         nn.init.normal_(self.item.weight, std=0.01)
 
     def features(self, pairs: torch.Tensor) -> torch.Tensor:
-        return self.user(pairs[:, 0]) * self.item(pairs[:, 1])
+        return self.user(pairs[..., 0]) * self.item(pairs[..., 1])
 
     def forward(self, pairs: torch.Tensor) -> torch.Tensor:
-        """(B, 2) int64 [user, item] pairs -> (B,) logits of "the user interacts with the item"."""
+        """(..., 2) int64 [user, item] pairs -> (...) logits of "the user interacts with the
+        item"."""
         return self.out(self.features(pairs)).squeeze(-1)

@@ -28,8 +28,8 @@ class NCFMLP(nn.Module):
         nn.init.normal_(self.item.weight, std=0.01)
 
     def features(self, pairs: torch.Tensor) -> torch.Tensor:
-        return self.tower(torch.cat([self.user(pairs[:, 0]), self.item(pairs[:, 1])], dim=-1))
+        return self.tower(torch.cat([self.user(pairs[..., 0]), self.item(pairs[..., 1])], dim=-1))
 
     def forward(self, pairs: torch.Tensor) -> torch.Tensor:
-        """(B, 2) int64 [user, item] pairs -> (B,) logits."""
+        """(..., 2) int64 [user, item] pairs -> (...) logits."""
         return self.out(self.features(pairs)).squeeze(-1)

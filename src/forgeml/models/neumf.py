@@ -23,6 +23,6 @@ class NeuMF(nn.Module):
         del self.gmf.out, self.mlp.out  # NeuMF has one output layer over both branches
 
     def forward(self, pairs: torch.Tensor) -> torch.Tensor:
-        """(B, 2) int64 [user, item] pairs -> (B,) logits."""
+        """(..., 2) int64 [user, item] pairs -> (...) logits."""
         both = torch.cat([self.gmf.features(pairs), self.mlp.features(pairs)], dim=-1)
         return self.out(both).squeeze(-1)

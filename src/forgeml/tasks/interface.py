@@ -64,6 +64,10 @@ class Task:
     # One prepared example's fields as MLflow schema entries ({"name", "type", ...}), from the
     # data card: the schema of the run's dataset inputs in the MLflow UI.
     dataset_columns: Callable[[dict], list[dict]] = lambda card: []
+    # The test metric a product is judged by, as logged under test/ with _ci_low/_ci_high
+    # beside it, and its plain name (e.g. ("acc", "Test accuracy")): the privacy/utility
+    # table's column. None: the task has no privacy=dp.
+    utility: Callable[[DictConfig], tuple[str, str]] | None = None
 
     def stage(self, name: str) -> Stage:
         if name not in self.stages:
@@ -76,6 +80,12 @@ class Task:
             raise ConfigError(f"Retraining is not supported for {self.name} pipelines "
                               f"('{pipeline}'): the task defines no per-example scorer.")
         return self.retraining()
+
+    def utility_metric(self, cfg: DictConfig) -> tuple[str, str]:
+        if self.utility is None:
+            raise ConfigError(f"pipeline '{cfg.pipeline.name}' has no privacy option (privacy=dp "
+                              "trains the image classification and recommender pipelines).")
+        return self.utility(cfg)
 
     def serving_hooks(self, pipeline: str) -> Serving:
         if self.serving is None:

@@ -9,7 +9,13 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from forgeml.data.interactions import TRAIN, VAL, NegativeSampledPairs, load_interactions
+from forgeml.data.interactions import (
+    TRAIN,
+    VAL,
+    InteractionExamples,
+    NegativeSampledPairs,
+    load_interactions,
+)
 from forgeml.data.tensors import TensorBatchDataset, load_split, tensor_loader
 from forgeml.data.token_stream import RandomWindows, check_long_enough, load_tokens
 from forgeml.errors import DataError
@@ -59,11 +65,16 @@ class SubsetDataModule(PreparedDataModule):
 
 
 class InteractionDataModule(pl.LightningDataModule):
+    """Training pairs with negatives re-drawn each epoch; with `per_interaction`, each training
+    interaction and its negatives as one example (what DP-SGD clips and counts), in batches of
+    `batch_size` interactions."""
+
     def __init__(self, prepared: str | Path, batch_size: int, eval_batch_size: int,
-                 num_negatives: int, seed: int):
+                 num_negatives: int, seed: int, per_interaction: bool = False):
         super().__init__()
         self.prepared, self.batch_size, self.eval_batch_size = prepared, batch_size, eval_batch_size
         self.num_negatives, self.seed = num_negatives, seed
+        self.per_interaction = per_interaction
 
     def setup(self, stage: str | None = None) -> None:
         self.data = load_interactions(self.prepared)
@@ -73,8 +84,13 @@ class InteractionDataModule(pl.LightningDataModule):
         self.train_pairs = NegativeSampledPairs(
             self.data.user[train], self.data.item[train], self.data.n_items, self.num_negatives,
             self.batch_size, self.seed)
+        self.train_examples = InteractionExamples(
+            self.data.user[train], self.data.item[train], self.data.n_items, self.num_negatives,
+            self.seed)
 
     def train_dataloader(self) -> DataLoader:
+        if self.per_interaction:
+            return tensor_loader(self.train_examples, self.batch_size, shuffle=True)
         return DataLoader(self.train_pairs, batch_size=None)
 
     # In every checkpoint, so a resumed run draws the next epoch's negatives, not epoch 0's.

@@ -59,15 +59,16 @@ class FittedRun:
 def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
         finish: Callable[[FittedRun], dict], extra_callbacks: list | None = None,
         monitor: str = "val/loss", mode: str = "min", clock: TrainingClock | None = None,
-        divergence_advice: str = "or check the data", step_by_epoch: bool = True
-        ) -> dict | None:
+        divergence_advice: str = "or check the data", step_by_epoch: bool = True,
+        privacy: Any = None) -> dict | None:
     """Train `module`, resuming the same MLflow run from the last checkpoint when the same
     config, data and code were interrupted; the checkpoint best by `monitor` is loaded back
     into it before `finish` adds the task's summary. Returns the run record (None on other
     DDP ranks). `clock`: the training clock, when the module reads it too (tokens/s per
     validation); `divergence_advice` ends the message of a diverged run; `step_by_epoch`:
     MLflow's step of a metric is its epoch (False: the optimizer step, for training that
-    validates every N steps)."""
+    validates every N steps); `privacy`: the DP-SGD callback (training.privacy), which also
+    sets the Trainer's strategy and sampler on several devices."""
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
     from pytorch_lightning.utilities import rank_zero_only
     from pytorch_lightning.utilities.exceptions import SIGTERMException
@@ -92,7 +93,7 @@ def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
                                               divergence_advice),
                        checkpoint, _ResumableProgress(), RanksInStep(),
                        _CheckpointOnInterrupt(resume.checkpoints), *(extra_callbacks or []),
-                       *_extra_callbacks.get()]
+                       *([privacy] if privacy else []), *_extra_callbacks.get()]
     # A live bar where someone watches a terminal; in logs (CI, a scheduler, captured output)
     # it is noise and costs a few % of a small model's step time.
     show_bar = cfg.trainer.get("enable_progress_bar", True) and sys.stdout.isatty()
@@ -108,7 +109,8 @@ def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
         if rank_zero_only.rank == 0 else False
     trainer = instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=logger,
                           default_root_dir=str(resume.folder), enable_model_summary=False,
-                          enable_progress_bar=show_bar)
+                          enable_progress_bar=show_bar,
+                          **(privacy.trainer_options(cfg.trainer) if privacy else {}))
     try:
         # Resume checkpoints hold plain containers and tensors only (see _ResumableProgress).
         with tracking.system_metrics(uri, run_id, cfg.logger.system_metrics_interval_s):

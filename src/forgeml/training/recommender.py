@@ -13,9 +13,14 @@ from torch.nn import functional as F
 
 from forgeml.models.ranker import score_candidates
 from forgeml.ranking_metrics import torch_rank_of_target
+from forgeml.training.private_loss import PerRowBCE, PrivateLoss
 
 
-class Recommender(pl.LightningModule):
+class Recommender(PrivateLoss, pl.LightningModule):
+    # Under DP-SGD a batch is interactions, each with its negatives: (B, 1 + n) logits, and
+    # one example's loss is its row's mean.
+    private_criterion = PerRowBCE()
+
     def __init__(self, network: nn.Module, optimizer: Callable, k: int):
         super().__init__()
         self.network = network
@@ -42,10 +47,10 @@ class Recommender(pl.LightningModule):
         self._sums["train"] = torch.zeros(2, device=self.device)  # loss sum, pairs
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
-        pairs, labels = batch
-        loss = F.binary_cross_entropy_with_logits(self.network(pairs), labels)
-        self._sums["train"] += torch.stack([loss.detach() * len(labels),
-                                            torch.tensor(float(len(labels)), device=self.device)])
+        pairs, labels = batch  # (B, 2) and (B,); or (B, 1 + n, 2) and (B, 1 + n) under DP-SGD
+        loss = self.training_loss(self.network(pairs), labels, F.binary_cross_entropy_with_logits)
+        pairs_seen = torch.tensor(float(labels.numel()), device=self.device)
+        self._sums["train"] += torch.stack([loss.detach() * pairs_seen, pairs_seen])
         return loss
 
     def on_validation_epoch_start(self) -> None:
@@ -83,4 +88,6 @@ class Recommender(pl.LightningModule):
             "val_loss": float(metrics.get("val/loss", float("nan"))),
             "val_hr": float(metrics.get(f"val/hr_at_{self.k}", float("nan"))),
             "val_ndcg": float(metrics.get(f"val/ndcg_at_{self.k}", float("nan"))),
+            **({"epsilon": float(metrics["privacy/epsilon"])}  # logged by the DP-SGD callback
+               if "privacy/epsilon" in metrics else {}),
         })

@@ -71,4 +71,5 @@ TASK = Task(
     retraining=_retraining,
     serving=_serving,
     dataset_columns=image_columns,
+    utility=lambda cfg: ("acc", "Test accuracy"),
 )

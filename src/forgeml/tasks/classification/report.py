@@ -61,10 +61,7 @@ class ClassificationReport(ReportSections):
                 f"({ctx.level} interval {points(gap['low'])} to {points(gap['high'])}; "
                 f"{'a clear difference' if clear else 'not a clear difference'}).")
         if "privacy_epsilon" in run:
-            sentences.append(
-                f"It was trained with differential privacy (ε = {run['privacy_epsilon']:.2f}, "
-                f"δ = {run['privacy_delta']:.0e}): no single training example can change it "
-                "much; the privacy section below says what that protects.")
+            sentences.append(privacy.verdict_sentence(run, privacy.IMAGES))
         sentence, better, worse = ctx.against_previous("test images")
         sentences.append(sentence)
         if ctx.previous is None:

@@ -15,6 +15,7 @@ from forgeml.tasks.classification.network import make_network
 from forgeml.training.classifier import ImageClassifier
 from forgeml.training.datamodules import PreparedDataModule
 from forgeml.training.fitting import FittedRun, fit
+from forgeml.training.privacy import differential_privacy
 
 
 def train(cfg: DictConfig) -> dict | None:
@@ -31,7 +32,7 @@ def train(cfg: DictConfig) -> dict | None:
     on_gpu = cfg.trainer.get("accelerator") in ("gpu", "cuda")
     datamodule = PreparedDataModule(cfg.paths.prepared, cfg.train.batch_size,
                                     cfg.train.eval_batch_size, pin_memory=on_gpu)
-    privacy = differential_privacy(cfg, card)
+    privacy = differential_privacy(cfg, card["counts"]["train"])
     if privacy:
         datamodule = privacy.datamodule(datamodule)
 
@@ -59,19 +60,7 @@ def train(cfg: DictConfig) -> dict | None:
         return summary
 
     return fit(cfg, task, datamodule, card, finish,
-               extra_callbacks=[privacy] if privacy else None)
-
-
-def differential_privacy(cfg: DictConfig, card: dict):
-    """The DP-SGD callback for `privacy=dp`, its noise planned for the training set's size."""
-    if not cfg.privacy.enabled:
-        return None
-    from forgeml.privacy.accounting import plan
-    from forgeml.training.privacy import DifferentialPrivacy
-
-    settings = plan(cfg.privacy, card["counts"]["train"], cfg.train.batch_size,
-                    cfg.trainer.max_epochs)
-    return DifferentialPrivacy(settings, cfg.privacy.noise_seed)
+               privacy=privacy)
 
 
 def summarize(cfg: DictConfig, record: dict) -> str:

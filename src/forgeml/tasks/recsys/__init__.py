@@ -53,4 +53,5 @@ TASK = Task(
     serving=_serving,
     dataset_columns=lambda card: [{"name": "user", "type": "long"},
                                   {"name": "item", "type": "long"}],
+    utility=lambda cfg: (f"hr_at_{cfg.evaluate.k}", f"Test HR@{cfg.evaluate.k}"),
 )

@@ -114,6 +114,8 @@ def evaluate(cfg: DictConfig) -> dict:
             full = full_ranking_ranks(score, users, targets, seen, data.n_items, cfg.seed)
             result["full_ranking"][name] = {"hr": float(hit_rate(full, k).mean()),
                                             "ndcg": float(ndcg(full, k).mean())}
+    if ev.membership_examples:
+        result["membership"] = membership_attack(cfg, scorers, data)
     result["slices"] = activity_slices(data, users, ranks, k, list(ev.activity_buckets))
     result["examples"] = example_users(data, scorers, users, candidates[:, 0], seen, ranks,
                                        k, ev.example_users, cfg.seed)
@@ -126,6 +128,8 @@ def evaluate(cfg: DictConfig) -> dict:
         f"popularity_ndcg_at_{k}": result["popularity"]["ndcg"],
         f"mf_ndcg_at_{k}": result["mf"]["ndcg"],
     }
+    if "membership" in result:
+        headline["membership_auc"] = result["membership"]["auc"]
     if ev.full_ranking:
         headline[f"full_hr_at_{k}"] = result["full_ranking"]["model"]["hr"]
         headline[f"full_ndcg_at_{k}"] = result["full_ranking"]["model"]["ndcg"]
@@ -140,6 +144,27 @@ def evaluate(cfg: DictConfig) -> dict:
         tracking.log_metrics(uri, run["run_id"], {f"test/{key}": v for key, v in headline.items()})
         tracking.log_artifacts(uri, run["run_id"], [metrics_file, out], "evaluation")
     return result
+
+
+def membership_attack(cfg: DictConfig, scorers: Scorers, data: PreparedInteractions) -> dict:
+    """The loss-threshold attack on training interactions vs as many held-out validation ones
+    (the loss of an observed interaction is softplus(-logit)). Validation, not test: with
+    `data.split.val=random` a validation interaction is a random earlier one of its user, drawn
+    like the training ones, while the test one is each user's latest, and a model that merely
+    scores newer items lower would look leaky against it."""
+    from forgeml.privacy.membership import loss_threshold_attack, sample_indices
+
+    train, held_out = data.rows(TRAIN), data.rows(VAL)
+    size = min(cfg.evaluate.membership_examples, len(train), len(held_out))
+    members = train[sample_indices(len(train), size, cfg.seed)]
+    others = held_out[sample_indices(len(held_out), size, cfg.seed + 1)]
+
+    def losses(rows: np.ndarray) -> np.ndarray:
+        return np.logaddexp(0.0, -scorers.model(data.user[rows], data.item[rows, None])[:, 0])
+
+    ev = cfg.evaluate
+    return loss_threshold_attack(losses(members), losses(others), ev.bootstrap_samples,
+                                 ev.confidence, cfg.seed)
 
 
 def activity_slices(data: PreparedInteractions, users: np.ndarray, ranks: dict[str, np.ndarray],

@@ -15,7 +15,12 @@ from forgeml.models.registry import instantiate_network
 
 
 def make_network(cfg: DictConfig, card: dict) -> nn.Module:
-    return instantiate_network(cfg.model, num_users=card["users"], num_items=card["items"])
+    network = instantiate_network(cfg.model, num_users=card["users"], num_items=card["items"])
+    if cfg.privacy.enabled:  # checked (and fixed, if asked) as built: evaluate loads the same
+        from forgeml.privacy.layers import private_network
+
+        network = private_network(network, cfg.privacy.fix_layers)
+    return network
 
 
 def load_network(cfg: DictConfig) -> nn.Module:

@@ -9,7 +9,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from forgeml.ranking_metrics import hit_rate
-from forgeml.reporting import figures
+from forgeml.reporting import figures, privacy
 from forgeml.reporting.render import table
 from forgeml.reporting.skeleton import (
     Headline,
@@ -55,6 +55,8 @@ class RecsysReport(ReportSections):
             f"{low:.1%} to {high:.1%}), when it ranks that item among "
             f"{result['num_negatives']} random items the user never touched.",
         ]
+        if "privacy_epsilon" in run:
+            sentences.append(privacy.verdict_sentence(run, privacy.INTERACTIONS))
         beats_baselines = True
         for key, label in BASELINES:
             base, gap = result[key], result[key]["vs_model"]
@@ -165,6 +167,7 @@ class RecsysReport(ReportSections):
                 for label, key in self._scorers(ctx).items()])
             if "full_ranking" in result else None,
             "examples": result["examples"],
+            "privacy": privacy.section(ctx.run, result, ctx.level, privacy.INTERACTIONS),
             "k": k,
             "candidates": result["num_negatives"] + 1,
         }

@@ -19,6 +19,7 @@ from forgeml.saved_network import log_network
 from forgeml.tasks.recsys.network import make_network
 from forgeml.training.datamodules import InteractionDataModule
 from forgeml.training.fitting import FittedRun, fit
+from forgeml.training.privacy import differential_privacy
 from forgeml.training.recommender import Recommender
 
 
@@ -30,9 +31,13 @@ def train(cfg: DictConfig) -> dict | None:
     network = make_network(cfg, card)
     k = cfg.evaluate.k
     module = Recommender(network, optimizer=instantiate(cfg.optimizer, "optimizer"), k=k)
-    datamodule = InteractionDataModule(cfg.paths.prepared, cfg.train.batch_size,
-                                       cfg.train.eval_batch_size, cfg.train.num_negatives,
-                                       cfg.seed)
+    # DP-SGD's example is one interaction with its negatives: what is clipped, and what a
+    # neighbouring data set adds or removes.
+    privacy = differential_privacy(cfg, card["counts"]["train"])
+    inner = InteractionDataModule(cfg.paths.prepared, cfg.train.batch_size,
+                                  cfg.train.eval_batch_size, cfg.train.num_negatives, cfg.seed,
+                                  per_interaction=privacy is not None)
+    datamodule = privacy.datamodule(inner) if privacy else inner
 
     def finish(fitted: FittedRun) -> dict:
         history, seconds = module.history, fitted.train_seconds
@@ -44,9 +49,10 @@ def train(cfg: DictConfig) -> dict | None:
             "train_seconds": seconds,
             "train_pairs_per_second": module.train_pairs / seconds if seconds else 0.0,
             "parameters": sum(p.numel() for p in network.parameters()),
+            **(privacy.summary() if privacy else {}),
         }
         # What `forgeml recommend` needs beside the model: ids, titles, what each user has seen.
-        data = datamodule.data
+        data = inner.data
         seen = fitted.staging / "seen.npz"
         known = np.isin(data.split, (TRAIN, VAL))
         np.savez_compressed(seen, user=data.user[known].astype(np.int32),
@@ -62,11 +68,14 @@ def train(cfg: DictConfig) -> dict | None:
         fitted.outputs.write_text(Path(cfg.paths.plots) / "learning_curve.csv", curve)
         return summary
 
-    return fit(cfg, module, datamodule, card, finish, monitor=f"val/ndcg_at_{k}", mode="max")
+    return fit(cfg, module, datamodule, card, finish, monitor=f"val/ndcg_at_{k}", mode="max",
+               privacy=privacy)
 
 
 def summarize(cfg: DictConfig, record: dict) -> str:
+    private = (f"; DP-SGD ε={record['privacy_epsilon']:.2f} at δ={record['privacy_delta']:.1e}"
+               if "privacy_epsilon" in record else "")
     return (f"trained {record['epochs_trained']} epochs in {record['train_seconds']:.0f} s "
             f"({record['train_pairs_per_second']:,.0f} pairs/s); best val NDCG@{cfg.evaluate.k} "
-            f"{record['best_val_ndcg']:.4f}, HR@{cfg.evaluate.k} {record['best_val_hr']:.4f}; "
-            f"MLflow run {record['run_id']}")
+            f"{record['best_val_ndcg']:.4f}, HR@{cfg.evaluate.k} {record['best_val_hr']:.4f}"
+            f"{private}; MLflow run {record['run_id']}")
