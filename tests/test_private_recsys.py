@@ -148,3 +148,23 @@ def test_private_recommender_counts_interactions_and_reports_its_guarantee(priva
     assert "one interaction, not a whole user" in section
     assert f"AUC {test['membership_auc']:.3f}" in section
     assert "no single training interaction can change it" in report
+
+
+@pytest.mark.slow  # one DVC experiment of the recommender up to evaluate: ~1 min
+def test_privacy_table_of_the_recommender_reports_hr_at_10(tmp_path):
+    project = make_project(tmp_path / "p")
+    run([FORGEML, "compose", *TINY_DP[:-2], "trainer.max_epochs=1", "-o", PARAMS], cwd=project)
+    run(["git", "-c", "user.email=t@forgeml.test", "-c", "user.name=test", "commit", "-qam",
+         "tiny recommender"], cwd=project)
+    before = (project / PARAMS).read_text()
+    result = run([FORGEML, "privacy-table", "-p", PARAMS, "--epsilons", "4", "--name", "rec"],
+                 cwd=project, timeout=900)
+    assert (project / PARAMS).read_text() == before  # --temp: the workspace is untouched
+    (row,) = json.loads((project / "reports/privacy/recsys-rec.json").read_text())
+    assert row["target_epsilon"] == 4.0
+    assert 3.0 < row["train_summary/privacy_epsilon"] <= 4.0 + 1e-6  # DP was on in that file
+    assert row["test/hr_at_10_ci_low"] < row["test/hr_at_10"] < row["test/hr_at_10_ci_high"]
+    assert 0 <= row["test/membership_auc"] <= 1
+    table = (project / "reports/privacy/recsys-rec.md").read_text()
+    assert "Test HR@10 (95% interval)" in table and f"{row['test/hr_at_10']:.1%}" in table
+    assert "rec-eps-4" in result.stdout
