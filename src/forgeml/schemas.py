@@ -129,13 +129,16 @@ def privacy_settings_problems(privacy: DictConfig) -> list[str]:
     return problems
 
 
+def several_devices(trainer: DictConfig) -> bool:
+    """Whether a trainer config trains on more than one device or node (DDP)."""
+    return trainer.get("devices", 1) not in (1, "1", "auto") or trainer.get("num_nodes", 1) != 1
+
+
 def privacy_problems(cfg: DictConfig) -> list[str]:
     problems = privacy_settings_problems(cfg.privacy)
     if cfg.privacy.enabled:
         trainer = cfg.trainer
-        several = trainer.get("devices", 1) not in (1, "1", "auto") or \
-            trainer.get("num_nodes", 1) != 1
-        if several and trainer.get("strategy", "auto") not in ("ddp", "auto"):
+        if several_devices(trainer) and trainer.get("strategy", "auto") not in ("ddp", "auto"):
             problems.append("privacy=dp across devices runs on DDP: set trainer.strategy=ddp")
         if trainer.get("gradient_clip_val"):
             problems.append("privacy=dp clips each example's gradient itself "

@@ -81,21 +81,20 @@ class InteractionDataModule(pl.LightningDataModule):
         train = self.data.rows(TRAIN)
         if len(train) == 0 or len(self.data.rows(VAL)) == 0:
             raise DataError("The train or val split is empty: check data.split.")
-        self.train_pairs = NegativeSampledPairs(
-            self.data.user[train], self.data.item[train], self.data.n_items, self.num_negatives,
-            self.batch_size, self.seed)
-        self.train_examples = InteractionExamples(
-            self.data.user[train], self.data.item[train], self.data.n_items, self.num_negatives,
-            self.seed)
+        users, items = self.data.user[train], self.data.item[train]
+        self.train_pairs = InteractionExamples(
+            users, items, self.data.n_items, self.num_negatives, self.seed) \
+            if self.per_interaction else NegativeSampledPairs(
+                users, items, self.data.n_items, self.num_negatives, self.batch_size, self.seed)
 
     def train_dataloader(self) -> DataLoader:
         if self.per_interaction:
-            return tensor_loader(self.train_examples, self.batch_size, shuffle=True)
+            return tensor_loader(self.train_pairs, self.batch_size, shuffle=True)
         return DataLoader(self.train_pairs, batch_size=None)
 
     # In every checkpoint, so a resumed run draws the next epoch's negatives, not epoch 0's.
     def state_dict(self) -> dict:
-        return {"epochs_drawn": self.train_pairs.epoch}
+        return {"epochs_drawn": getattr(self.train_pairs, "epoch", 0)}  # 0: DP examples
 
     def load_state_dict(self, state: dict) -> None:
         self.train_pairs.epoch = int(state.get("epochs_drawn", 0))

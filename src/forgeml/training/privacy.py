@@ -17,6 +17,7 @@ from pytorch_lightning.strategies import DDPStrategy
 
 from forgeml.errors import ConfigError
 from forgeml.privacy.accounting import PrivacyPlan
+from forgeml.schemas import several_devices
 
 
 def differential_privacy(cfg: DictConfig, n_examples: int) -> DifferentialPrivacy | None:
@@ -54,8 +55,7 @@ class DifferentialPrivacy(Callback):
         """What the Trainer needs beyond its config: on several devices or nodes, DDP without
         torch's wrapper (`PrivateDDPStrategy`) and Opacus' own per-rank Poisson sampler in
         place of Lightning's DistributedSampler."""
-        devices, nodes = trainer_cfg.get("devices", 1), trainer_cfg.get("num_nodes", 1)
-        if devices in (1, "1", "auto") and nodes == 1:
+        if not several_devices(trainer_cfg):
             return {}
         return {"strategy": PrivateDDPStrategy(), "use_distributed_sampler": False}
 
@@ -80,8 +80,9 @@ class DifferentialPrivacy(Callback):
         # Ghost clipping: each example's gradient norm without materialising per-example
         # gradients (~5x faster than per-example hooks on the CNN), then one backward pass of
         # the loss reweighted by the clipping factors. The network keeps its own layout.
-        # Wrapped in Opacus' DPDDP on several ranks: make_private then builds the distributed
-        # optimizer, which sums the ranks' clipped gradients and adds the noise once.
+        # Wrapped in Opacus' DPDDP on several ranks: it broadcasts rank 0's weights, and
+        # make_private then builds the distributed optimizer, which sums the ranks' clipped
+        # gradients and adds the noise once.
         network = pl_module.network
         if trainer.world_size > 1:
             from opacus.distributed import DifferentiallyPrivateDistributedDataParallel
@@ -154,10 +155,8 @@ class PoissonBatches(LightningDataModule):
 class PrivateDDPStrategy(DDPStrategy):
     """DDP without torch's DistributedDataParallel wrapper. Its all-reduce runs inside
     backward() and would fire in both of ghost clipping's backward passes; here the ranks'
-    gradients are summed by Opacus' distributed optimizer in step(), after clipping."""
+    gradients are summed by Opacus' distributed optimizer in step(), after clipping, and rank
+    0's weights are broadcast by Opacus' DPDDP when the callback makes the fit private."""
 
     def _setup_model(self, model: torch.nn.Module) -> torch.nn.Module:
-        from pytorch_lightning.overrides.distributed import _sync_module_states
-
-        _sync_module_states(model)  # every rank starts from rank 0's weights, as DDP would
         return model
