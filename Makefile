@@ -17,11 +17,18 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(BIN)/dvc repro
 
+# The tiers run on TEST_WORKERS pytest-xdist workers (0: in one process), each test file on one
+# worker (its module fixtures are built once), each worker's torch on TEST_THREADS threads: most
+# tests wait on a subprocess's start-up, so two workers keep both cores of a small machine busy.
+TEST_WORKERS ?= 2
+TEST_THREADS ?= 1
+PYTEST := OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -m "slow and not long"
+	$(PYTEST) -m "slow and not long"
 
 # The longest accuracy targets: the shipped sentiment (~35 min on 2 cores), SSL (~25 min), GAN
 # (~15 min) and LM (~7 min) pipelines end to end, and the seed CNN on Fashion-MNIST (~3.5 min).

@@ -109,6 +109,7 @@ def test_the_digits_cv_stage_trains_one_child_run_per_fold(tmp_path):
     assert len(_cv_runs(project, "digits")[1]) == 2, again.stdout
 
 
+@pytest.mark.long  # k-fold pipelines: ~3 min of CI time
 @pytest.mark.slow  # the whole pipeline: ~50 s
 def test_the_report_shows_the_spread_over_folds_and_dvc_metrics_the_numbers(tmp_path):
     project = make_project(tmp_path / "project")
@@ -127,6 +128,7 @@ def test_the_report_shows_the_spread_over_folds_and_dvc_metrics_the_numbers(tmp_
     assert cv["models"]["model"]["acc_mean"] == pytest.approx(model["acc_mean"])
 
 
+@pytest.mark.long  # k-fold pipelines: ~3 min of CI time
 @pytest.mark.slow  # the sentiment prepare stage and 3 folds: ~20 s
 def test_the_sentiment_cv_stage_groups_reviews_of_one_movie_in_one_fold(tmp_path, monkeypatch):
     from forgeml.config import load_params

@@ -275,6 +275,7 @@ def test_lm_params_file_is_the_composed_experiment():
 
 
 # --- crash safety (last: it adds a run to the module's project) ---
+@pytest.mark.long  # the digits, DDP and recommender kills cover resuming in CI: ~4 min
 @pytest.mark.slow
 def test_a_killed_lm_training_resumes_its_step_schedule_and_data_in_the_same_run(lm_project):
     """Step-based training killed right after its first checkpoint (step 100 of 200) continues

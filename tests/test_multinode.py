@@ -45,6 +45,7 @@ def runs(project: Path) -> list:
         if experiment else []
 
 
+@pytest.mark.long  # two-node launches: ~3 min of CI time
 @pytest.mark.slow  # three two-node launches: ~1.5 min on 2 cores
 def test_two_nodes_train_one_run_and_a_killed_node_resumes_it(tmp_path):
     project = make_project(tmp_path / "nodes")
@@ -91,6 +92,7 @@ def slurm_env(task: int, tasks: int, port: int) -> dict[str, str]:
             "SLURM_JOB_NAME": "forgeml-train", "MASTER_PORT": str(port)}
 
 
+@pytest.mark.long  # two-node launches: ~3 min of CI time
 @pytest.mark.slow  # one two-task launch: ~20 s
 def test_tasks_started_by_srun_train_one_run(tmp_path):
     project = make_project(tmp_path / "slurm")

@@ -125,6 +125,7 @@ def test_bad_privacy_settings_stop_with_one_line_and_write_nothing(prepared, ove
     assert not (prepared / "models/digits").exists() and not (prepared / "mlflow.db").exists()
 
 
+@pytest.mark.long  # more DP-SGD runs: ~4 min of CI time together
 @pytest.mark.slow  # a DP-SGD pipeline run: ~20-40 s (the fast tier's budget)
 def test_the_mlp_trains_privately_too(prepared):
     # Its own outputs: the bad-settings tests check that nothing lands in models/digits.
@@ -201,6 +202,7 @@ def test_the_vectorised_auc_is_scikit_learns_with_ties():
     assert auc(members[None], others[None])[0] == pytest.approx(expected, abs=1e-12)
 
 
+@pytest.mark.long  # more DP-SGD runs: ~4 min of CI time together
 @pytest.mark.slow  # two DVC experiments up to evaluate: ~1.5 min
 def test_privacy_table_runs_one_dvc_experiment_per_epsilon(tmp_path):
     project = make_project(tmp_path / "p")
@@ -243,6 +245,7 @@ def test_batches_are_sampled_from_the_secret_generator_not_the_global_seed():
     assert first_batches(1) != first_batches(2)
 
 
+@pytest.mark.long  # more DP-SGD runs: ~4 min of CI time together
 @pytest.mark.slow  # two DDP ranks (gloo) training privately: ~45 s
 def test_dp_sgd_across_two_ddp_ranks_adds_one_noise_and_samples_each_example_once(tmp_path):
     """Each rank Poisson-samples its own shard and clips its own examples; the clipped sums

@@ -118,6 +118,7 @@ def private_recsys(tmp_path_factory):
     return project
 
 
+@pytest.mark.long  # DP-SGD recommender runs: ~4 min of CI time
 @pytest.mark.slow  # a DP-SGD recommender run: ~1 min
 def test_private_recommender_counts_interactions_and_reports_its_guarantee(private_recsys):
     from opacus.accountants import RDPAccountant
@@ -150,6 +151,7 @@ def test_private_recommender_counts_interactions_and_reports_its_guarantee(priva
     assert "no single training interaction can change it" in report
 
 
+@pytest.mark.long  # DP-SGD recommender runs: ~4 min of CI time
 @pytest.mark.slow  # one DVC experiment of the recommender up to evaluate: ~1 min
 def test_privacy_table_of_the_recommender_reports_hr_at_10(tmp_path):
     project = make_project(tmp_path / "p")

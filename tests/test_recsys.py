@@ -199,6 +199,7 @@ def test_recommend_for_an_unknown_user_fails_clearly(recsys_project):
     assert result.returncode == 2 and "Unknown user id '99999'" in result.stderr
 
 
+@pytest.mark.long  # recommender runs: ~4 min of CI time
 @pytest.mark.slow  # export + three CLI runs: ~25 s
 def test_the_exported_recommender_serves_the_same_top_k_as_recommend(recsys_project, tmp_path):
     """Through ONNX (all-item scores, seen items masked without torch) the batch prediction
@@ -232,6 +233,7 @@ def test_the_exported_recommender_serves_the_same_top_k_as_recommend(recsys_proj
 
 
 # --- crash safety (last: it adds a run to the module's project) ---
+@pytest.mark.long  # recommender runs: ~4 min of CI time
 @pytest.mark.slow
 def test_a_killed_recommender_training_resumes_with_the_next_epochs_negatives(recsys_project):
     """Killed right after epoch 1's checkpoint, the rerun continues the same MLflow run and draws

@@ -161,6 +161,7 @@ def test_two_concurrent_retrains_run_exactly_once(tmp_path):
     assert "nothing changed" in _retrain(project).stdout
 
 
+@pytest.mark.long  # the team-server test retrains against a server in CI; rolling windows: ~5 min
 @pytest.mark.slow  # each runs the pipeline twice in fresh projects
 def test_retrain_works_against_an_mlflow_server(tmp_path):
     project = make_project(tmp_path / "served")
@@ -182,6 +183,7 @@ def test_retrain_works_against_an_mlflow_server(tmp_path):
         server.wait(timeout=30)
 
 
+@pytest.mark.long  # the team-server test retrains against a server in CI; rolling windows: ~5 min
 @pytest.mark.slow
 def test_rolling_recommender_retrains_rescore_the_champion_on_each_new_window(tmp_path):
     project = make_project(tmp_path / "rolling")

@@ -132,6 +132,7 @@ def test_a_killed_sweep_continues_without_losing_or_duplicating_a_trial(tmp_path
     assert len(children) == 3 and all(c.info.status == "FINISHED" for c in children)
 
 
+@pytest.mark.long  # a second worker on the study: ~1 min
 @pytest.mark.slow
 def test_two_workers_share_the_study_without_duplicates(tmp_path):
     spec = {**GRID, "n_trials": 4, "pruner": {"name": "none"},
