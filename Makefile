@@ -18,8 +18,8 @@ run: $(STAMP)
 	$(BIN)/dvc repro
 
 # The tiers run on TEST_WORKERS pytest-xdist workers (0: in one process), each test file on one
-# worker (its module fixtures are built once), each worker's torch on TEST_THREADS threads: most
-# tests wait on a subprocess's start-up, so two workers keep both cores of a small machine busy.
+# worker (its module fixtures are built once), each worker's torch on TEST_THREADS threads so
+# that two workers' threads do not oversubscribe the two cores of a small machine.
 TEST_WORKERS ?= 2
 TEST_THREADS ?= 1
 PYTEST := OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile

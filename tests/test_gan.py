@@ -48,7 +48,8 @@ def _run_id(project) -> str:
     return json.loads((project / "models/gan/run.json").read_text())["run_id"]
 
 
-@pytest.mark.long  # the GAN pipeline on a slice: ~5 min of CI time
+# The GAN pipeline's end-to-end tests (~5 min of CI time) run in `make test-long`.
+@pytest.mark.long
 @pytest.mark.slow
 # --- the pipeline, end to end ---
 def test_pipeline_measures_fid_against_its_reference_points(gan_project):
@@ -69,7 +70,7 @@ def test_pipeline_measures_fid_against_its_reference_points(gan_project):
         "epochs_trained"] == 1
 
 
-@pytest.mark.long  # the GAN pipeline on a slice: ~5 min of CI time
+@pytest.mark.long
 @pytest.mark.slow
 def test_report_shows_samples_nearest_neighbours_and_verdict(gan_project):
     html = (gan_project / "reports/gan/report.html").read_text()
@@ -84,7 +85,7 @@ def test_report_shows_samples_nearest_neighbours_and_verdict(gan_project):
     assert (gan_project / "reports/gan/figures/nearest.png").stat().st_size > 1000
 
 
-@pytest.mark.long  # the GAN pipeline on a slice: ~5 min of CI time
+@pytest.mark.long
 @pytest.mark.slow
 def test_run_logs_fid_per_epoch_sample_grids_and_the_generator(gan_project):
     client, run_id = _client(gan_project), _run_id(gan_project)
@@ -107,14 +108,14 @@ def test_run_logs_fid_per_epoch_sample_grids_and_the_generator(gan_project):
     assert len(client.search_runs([features.experiment_id])) == 1
 
 
-@pytest.mark.long  # the GAN pipeline on a slice: ~5 min of CI time
+@pytest.mark.long
 @pytest.mark.slow
 def test_gan_pipeline_is_up_to_date_after_repro(gan_project):
     status = run([DVC, "status", "pipelines/gan/dvc.yaml"], cwd=gan_project)
     assert "up to date" in status.stdout
 
 
-@pytest.mark.long  # the GAN pipeline on a slice: ~5 min of CI time
+@pytest.mark.long
 @pytest.mark.slow
 def test_changing_the_gan_does_not_retrain_the_feature_classifier(gan_project):
     """The features stage reads only its own model and epochs: a GAN experiment reuses it."""
@@ -130,7 +131,7 @@ def test_changing_the_gan_does_not_retrain_the_feature_classifier(gan_project):
         params.write_text(original)
 
 
-@pytest.mark.long  # the GAN pipeline on a slice: ~5 min of CI time
+@pytest.mark.long
 @pytest.mark.slow
 # --- forgeml sample ---
 def test_sample_writes_a_png_grid_and_seeded_npz(gan_project, tmp_path):
@@ -157,7 +158,7 @@ def test_sample_writes_a_png_grid_and_seeded_npz(gan_project, tmp_path):
     assert np.array_equal(np.load(tmp_path / "c.npz")["images"], arrays[0]["images"])
 
 
-@pytest.mark.long  # the GAN pipeline on a slice: ~5 min of CI time
+@pytest.mark.long
 @pytest.mark.slow
 @pytest.mark.parametrize("args,message", [
     (["--class", "10"], "--class 10 is out of range: this generator draws classes 0 to 9"),
@@ -175,7 +176,7 @@ def test_bad_sample_requests_fail_clearly_and_write_nothing(gan_project, tmp_pat
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.long  # the GAN pipeline on a slice: ~5 min of CI time
+@pytest.mark.long
 @pytest.mark.slow
 def test_sample_refuses_a_run_that_logged_no_generator(pipeline_project, tmp_path):
     run_id = json.loads((pipeline_project / "models/digits/run.json").read_text())["run_id"]
@@ -276,7 +277,7 @@ def test_one_manual_step_updates_both_networks_and_the_average():
     assert module.epoch1_generator  # the reference point of evaluate
 
 
-@pytest.mark.long  # the GAN pipeline on a slice: ~5 min of CI time
+@pytest.mark.long
 @pytest.mark.slow
 def test_a_killed_gan_training_resumes_its_run_grids_and_reference_point(gan_project):
     """kill -9 after the first epoch's checkpoint: the rerun continues the same MLflow run and

@@ -53,7 +53,8 @@ def _run_id(project) -> str:
 
 
 # --- the pipeline, end to end ---
-@pytest.mark.long  # the sentiment pipeline on a slice: ~10 min of CI time
+# The sentiment pipeline's end-to-end tests (~10 min of CI time) run in `make test-long`.
+@pytest.mark.long
 @pytest.mark.slow  # the whole sentiment pipeline with four baselines: ~3 min
 def test_every_model_is_scored_on_the_same_test_split(project):
     result = json.loads((project / "eval/sentiment/evaluation.json").read_text())
@@ -74,7 +75,7 @@ def test_every_model_is_scored_on_the_same_test_split(project):
     assert sum(s["texts"] for s in result["slices"]) == 50
 
 
-@pytest.mark.long  # the sentiment pipeline on a slice: ~10 min of CI time
+@pytest.mark.long
 @pytest.mark.slow  # the whole sentiment pipeline with four baselines: ~3 min
 def test_report_answers_is_fine_tuning_worth_it(project):
     html = (project / "reports/sentiment/report.html").read_text()
@@ -88,7 +89,7 @@ def test_report_answers_is_fine_tuning_worth_it(project):
     assert not re.search(r'(src|href)="(https?:)?//', html)  # loads nothing: views offline
 
 
-@pytest.mark.long  # the sentiment pipeline on a slice: ~10 min of CI time
+@pytest.mark.long
 @pytest.mark.slow  # the whole sentiment pipeline with four baselines: ~3 min
 def test_mlflow_run_records_tokens_per_second_memory_and_a_text_model(project):
     client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
@@ -126,7 +127,7 @@ def test_mlflow_run_records_tokens_per_second_memory_and_a_text_model(project):
     assert np.allclose(out["p_fresh"] + out["p_rotten"], 1, atol=1e-5)
 
 
-@pytest.mark.long  # the sentiment pipeline on a slice: ~10 min of CI time
+@pytest.mark.long
 @pytest.mark.slow  # the whole sentiment pipeline with four baselines: ~3 min
 def test_compress_stage_compares_fp32_int8_pruned_and_a_distilled_student(project):
     metrics = json.loads((project / "metrics/sentiment/compression.json").read_text())
@@ -144,7 +145,7 @@ def test_compress_stage_compares_fp32_int8_pruned_and_a_distilled_student(projec
     assert "pruned 50% of heads and feed-forward units" in report
 
 
-@pytest.mark.long  # the sentiment pipeline on a slice: ~10 min of CI time
+@pytest.mark.long
 @pytest.mark.slow  # the whole sentiment pipeline with four baselines: ~3 min
 def test_the_baselines_appear_under_the_model_in_the_mlflow_ui(project):
     from browser import chrome, find_browser, mlflow_ui, render
@@ -167,7 +168,7 @@ def test_the_baselines_appear_under_the_model_in_the_mlflow_ui(project):
         render(browser, None, labels, "sentiment-baselines.png")
 
 
-@pytest.mark.long  # the sentiment pipeline on a slice: ~10 min of CI time
+@pytest.mark.long
 @pytest.mark.slow  # the whole sentiment pipeline with four baselines: ~3 min
 def test_predict_one_text_and_a_file(project, tmp_path):
     run_id = _run_id(project)
@@ -185,7 +186,7 @@ def test_predict_one_text_and_a_file(project, tmp_path):
     assert rows[0]["probability"] == pytest.approx(float(probability), abs=1e-4)
 
 
-@pytest.mark.long  # the sentiment pipeline on a slice: ~10 min of CI time
+@pytest.mark.long
 @pytest.mark.slow  # the whole sentiment pipeline with four baselines: ~3 min
 def test_predict_refuses_empty_text_and_writes_nothing(project, tmp_path):
     run_id = _run_id(project)
@@ -201,7 +202,7 @@ def test_predict_refuses_empty_text_and_writes_nothing(project, tmp_path):
     assert not target.exists()
 
 
-@pytest.mark.long  # the sentiment pipeline on a slice: ~10 min of CI time
+@pytest.mark.long
 @pytest.mark.slow  # the whole sentiment pipeline with four baselines: ~3 min
 def test_predict_without_a_champion_fails_clearly(project):
     result = run([FORGEML, "predict", "--run", "champion", "--text", "x"], cwd=project,
@@ -210,7 +211,7 @@ def test_predict_without_a_champion_fails_clearly(project):
     assert "No champion is registered for pipeline 'sentiment'" in result.stderr
 
 
-@pytest.mark.long  # the sentiment pipeline on a slice: ~10 min of CI time
+@pytest.mark.long
 @pytest.mark.slow  # the whole sentiment pipeline with four baselines: ~3 min
 def test_trying_another_model_does_not_retrain_the_baselines(project):
     tfidf = [o for o in TINY if not o.startswith("model.")]
@@ -418,7 +419,7 @@ def test_learning_rate_warms_up_and_decays_over_the_real_number_of_steps():
 
 
 # --- a text classifier stopped mid-epoch resumes ---
-@pytest.mark.long  # the sentiment pipeline on a slice: ~10 min of CI time
+@pytest.mark.long
 @pytest.mark.slow  # the whole sentiment pipeline with four baselines: ~3 min
 def test_a_text_classifier_stopped_mid_epoch_resumes_the_same_run(tmp_path):
     """SIGTERM (a pre-empted node) mid-epoch writes on_exception.ckpt; the rerun resumes from
