@@ -31,10 +31,17 @@ def test_group_overrides(override, expected):
     assert cfg.model.image_shape == list(cfg.data.image_shape)
 
 
-def test_committed_params_yaml_matches_conf():
-    """params.yaml is conf/'s snapshot: committing a stale one would mislead `dvc repro`."""
-    committed = yaml.safe_load((REPO / "params.yaml").read_text())
-    assert committed == OmegaConf.to_container(compose([], CONF))
+@pytest.mark.parametrize("params,experiment", [
+    ("params.yaml", None), ("pipelines/lm/params.yaml", "lm_gpt"),
+    ("pipelines/recsys/params.yaml", "recsys_neumf"),
+    ("pipelines/sentiment/params.yaml", "sentiment_minilm"),
+    ("pipelines/gan/params.yaml", "gan_dcgan"), ("pipelines/ssl/params.yaml", "ssl_mae")])
+def test_committed_params_yaml_matches_conf(params, experiment):
+    """Each params.yaml is conf/'s snapshot of its experiment: a stale one would run (and
+    report) another model than `forgeml compose experiment=...` gives."""
+    committed = yaml.safe_load((REPO / params).read_text())
+    overrides = [f"experiment={experiment}"] if experiment else []
+    assert committed == OmegaConf.to_container(compose(overrides, CONF))
 
 
 @pytest.mark.parametrize("override,fragment", [

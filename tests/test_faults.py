@@ -74,6 +74,29 @@ def project(tmp_path_factory) -> Path:
     return project
 
 
+# First after the fixture, whose `dvc repro` left dvc.lock current: run later, after the
+# kill tests have retrained, its opening `dvc repro` reruns the pipeline (~40 s).
+def test_a_failing_stage_under_dvc_keeps_the_last_good_outputs_and_dvc_says_so(project):
+    outputs = [project / "models/digits", project / "metrics/digits/train.json",
+               project / "plots/digits/learning_curve.csv"]
+    run([DVC, "repro"], cwd=project)  # bring dvc.lock up to date with the outputs
+    before = digest(*outputs)
+    params = project / "params.yaml"
+    original = params.read_text()
+    params.write_text(original.replace("max_epochs: 5", "max_epochs: banana"))
+    try:
+        failed = run([DVC, "repro"], cwd=project, check=False)
+        assert failed.returncode != 0
+        assert "trainer.max_epochs must be an integer >= 1 (got 'banana')" in failed.stderr
+        assert "Traceback" not in failed.stderr
+        assert digest(*outputs) == before  # DVC did not delete them (persist) and we kept them
+        status = run([DVC, "status"], cwd=project).stdout
+        assert "train:" in status and "trainer" in status  # DVC knows train must rerun
+    finally:
+        params.write_text(original)
+    assert "up to date" in run([DVC, "repro"], cwd=project).stdout
+
+
 @pytest.mark.parametrize("point", [
     MID_EPOCH, pytest.param(AFTER_CHECKPOINT, marks=pytest.mark.slow)],  # test budget
     ids=["mid-epoch", "right-after-checkpoint"])
@@ -134,27 +157,6 @@ def test_a_kill_while_a_stage_writes_leaves_its_previous_outputs_intact(project,
     assert staging_leftovers(project)  # the killed process's staging folder is still there...
     run([FORGEML, stage], cwd=project)
     assert not staging_leftovers(project)  # ...and the next run sweeps it
-
-
-def test_a_failing_stage_under_dvc_keeps_the_last_good_outputs_and_dvc_says_so(project):
-    outputs = [project / "models/digits", project / "metrics/digits/train.json",
-               project / "plots/digits/learning_curve.csv"]
-    run([DVC, "repro"], cwd=project)  # bring dvc.lock up to date with the outputs
-    before = digest(*outputs)
-    params = project / "params.yaml"
-    original = params.read_text()
-    params.write_text(original.replace("max_epochs: 5", "max_epochs: banana"))
-    try:
-        failed = run([DVC, "repro"], cwd=project, check=False)
-        assert failed.returncode != 0
-        assert "trainer.max_epochs must be an integer >= 1 (got 'banana')" in failed.stderr
-        assert "Traceback" not in failed.stderr
-        assert digest(*outputs) == before  # DVC did not delete them (persist) and we kept them
-        status = run([DVC, "status"], cwd=project).stdout
-        assert "train:" in status and "trainer" in status  # DVC knows train must rerun
-    finally:
-        params.write_text(original)
-    assert "up to date" in run([DVC, "repro"], cwd=project).stdout
 
 
 @pytest.mark.slow

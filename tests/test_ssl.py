@@ -94,6 +94,20 @@ def test_the_classifier_reuses_the_pretrained_encoder_and_the_probe_trains_only_
     assert probe(torch.randn(2, 1, 28, 28)).shape == (2, 10)
 
 
+def test_fine_tuning_rates_decay_layer_by_layer_down_to_the_patch_embedding():
+    network = ViTClassifier([1, 28, 28], 10, 4, 3, 2, 16)
+    groups = {g["name"]: g for g in network.parameter_groups(1e-3, layer_lr_decay=0.5)}
+    assert [groups[n]["lr"] for n in ("head", "block2", "block1", "block0", "embed")] == \
+        pytest.approx([1e-3, 5e-4, 2.5e-4, 1.25e-4, 6.25e-5])
+    # Every trainable parameter in exactly one group; a linear probe's are the head's only.
+    grouped = [id(p) for g in groups.values() for p in g["params"]]
+    assert sorted(grouped) == sorted(id(p) for p in network.parameters())
+    probe = ViTClassifier([1, 28, 28], 10, 4, 3, 2, 16, freeze_encoder=True)
+    [head] = probe.parameter_groups(1e-3, layer_lr_decay=0.5)
+    assert head["name"] == "head" and {id(p) for p in head["params"]} == \
+        {id(p) for p in probe.head.parameters()}
+
+
 # --- the labelled subsets --------------------------------------------------------------------
 def test_label_subsets_are_nested_stratified_and_seeded():
     labels = np.repeat(np.arange(10), 100)
@@ -127,6 +141,7 @@ def ssl_project(tmp_path_factory):
     ("labels.fractions=[0,0.5]", "each must be in \\(0, 1\\]"),
     ("labels.fractions=[0.5,1.5]", "each must be in \\(0, 1\\]"),
     ("pretrain.mask_ratio=1.0", "mask_ratio"),
+    ("finetune.layer_lr_decay.pretrained=0", "layer_lr_decay .* must be in \\(0, 1\\]"),
 ])
 def test_bad_settings_are_refused_before_anything_is_written(ssl_project, override, message):
     result = run([FORGEML, "compose", "experiment=ssl_mae", override, "-o", "bad.yaml"],

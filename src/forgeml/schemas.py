@@ -730,6 +730,7 @@ class FinetuneSchema:
     steps: list[int] = MISSING  # one per label fraction
     validations: int = MISSING
     lr: dict[str, float] = MISSING  # per model
+    layer_lr_decay: dict[str, float] = MISSING  # per ViT model; 1 = one rate for all layers
     weight_decay: float = MISSING
     cnn: Any = MISSING  # the seed CNN's config
 
@@ -788,6 +789,9 @@ def pretraining_problems(cfg: DictConfig) -> list[str]:
     missing_lr = [m for m in cfg.finetune.models if m not in cfg.finetune.lr]
     if missing_lr:
         problems.append(f"finetune.lr has no learning rate for {missing_lr}")
+    decays = {m: d for m, d in cfg.finetune.layer_lr_decay.items() if not 0 < d <= 1}
+    if decays:
+        problems.append(f"finetune.layer_lr_decay {decays}: each must be in (0, 1]")
     if cfg.finetune.validations < 1:
         problems.append("finetune.validations must be >= 1")
     if not 0 < cfg.pretrain.mask_ratio < 1:

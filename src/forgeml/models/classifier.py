@@ -32,6 +32,11 @@ class NormalizedNetwork(nn.Sequential):
         super().__init__(Normalize(mean, std), model)
         self.spec = {"model": registry.spec_of(model), "mean": float(mean), "std": float(std)}
 
+    @property
+    def model(self) -> nn.Module:
+        """The image model behind the normalisation."""
+        return self[1]
+
 
 def build_network(model: nn.Module, mean: float, std: float) -> NormalizedNetwork:
     return NormalizedNetwork(model, mean, std)

@@ -213,6 +213,19 @@ class ViTClassifier(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(images).mean(dim=1))  # (B, num_classes)
 
+    def parameter_groups(self, lr: float, layer_lr_decay: float = 1.0) -> list[dict]:
+        """Layer-wise learning rates (MAE's fine-tuning recipe): the head and the final norm at
+        `lr`, each block `layer_lr_decay` times the one above it, the patch embedding lowest,
+        so pre-trained low-level features move least. Frozen parameters are left out."""
+        layers = [self.encoder.embed, *self.encoder.blocks]  # bottom to top
+        groups = [("head", [*self.head.parameters(), *self.encoder.norm.parameters()], lr)]
+        for depth, layer in enumerate(reversed(layers), start=1):
+            name = "embed" if layer is self.encoder.embed else f"block{len(layers) - depth - 1}"
+            groups.append((name, list(layer.parameters()), lr * layer_lr_decay ** depth))
+        return [{"params": trainable, "lr": group_lr, "name": name}
+                for name, params, group_lr in groups
+                if (trainable := [p for p in params if p.requires_grad])]
+
 
 def build_vit(image_shape: list[int], patch_size: int, n_layer: int, n_head: int, n_embd: int,
               dropout: float = 0.0) -> ViTEncoder:

@@ -46,10 +46,13 @@ class Classifier(PrivateLoss, pl.LightningModule):
         return self.network(*x) if isinstance(x, tuple | list) else self.network(x)
 
     def configure_optimizers(self):
-        if hasattr(self.network, "parameter_groups"):
+        # The network, or the model inside a NormalizedNetwork, may set per-group rates.
+        grouped = next((m for m in (self.network, getattr(self.network, "model", None))
+                        if hasattr(m, "parameter_groups")), None)
+        if grouped is not None:
             base_lr = self.make_optimizer.keywords["lr"]
             optimizer = self.make_optimizer(
-                self.network.parameter_groups(base_lr, **self.group_options))
+                grouped.parameter_groups(base_lr, **self.group_options))
         else:
             optimizer = self.make_optimizer(self.parameters())
         if self.warmup_fraction <= 0:
@@ -149,8 +152,8 @@ class ImageClassifier(Classifier):
     """Images, with optional random shifts/rotations of the training batches."""
 
     def __init__(self, network: nn.Module, optimizer: Callable, augment: dict | None = None,
-                 warmup_fraction: float = 0.0):
-        super().__init__(network, optimizer, warmup_fraction)
+                 warmup_fraction: float = 0.0, group_options: dict | None = None):
+        super().__init__(network, optimizer, warmup_fraction, group_options)
         self.augment = augment if augment and augment.get("enabled") else None
 
     def transform_inputs(self, x: torch.Tensor) -> torch.Tensor:

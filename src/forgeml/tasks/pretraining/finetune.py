@@ -1,5 +1,6 @@
 """finetune (pretraining): every model on every labelled subset, with the same optimizer steps,
-augmentation, warm-up and selection (the checkpoint best on validation accuracy) —
+augmentation, warm-up and selection (the checkpoint best on validation accuracy); learning rate
+and layer-wise decay per model (`finetune.lr`, `finetune.layer_lr_decay`) —
   pretrained: the pre-trained encoder + a new head, fine-tuned end to end;
   probe:      the pre-trained encoder frozen, only the head learns (a linear probe);
   scratch:    the identical network from random initialisation;
@@ -80,6 +81,8 @@ def child_config(cfg: DictConfig, child: Child, folder: Path) -> DictConfig:
     base["paths"].update({name: str(folder / name) for name in ("models", "metrics", "plots")})
     base["finetune"] = {"model": child.model, "label_fraction": child.fraction,
                         "lr": float(cfg.finetune.lr[child.model]),
+                        "layer_lr_decay": float(
+                            cfg.finetune.layer_lr_decay.get(child.model, 1.0)),
                         "weight_decay": float(cfg.finetune.weight_decay)}
     return OmegaConf.create(base)
 
@@ -177,7 +180,9 @@ def _train(cfg: DictConfig, child: Child, card: dict, indices: torch.Tensor,
         build_network(network, **card["normalization"]),
         optimizer=partial(torch.optim.AdamW, lr=cfg.finetune.lr,
                           weight_decay=cfg.finetune.weight_decay),
-        augment=OmegaConf.to_container(cfg.data.augment), warmup_fraction=WARMUP_FRACTION)
+        augment=OmegaConf.to_container(cfg.data.augment), warmup_fraction=WARMUP_FRACTION,
+        group_options=None if child.model == "cnn" else
+        {"layer_lr_decay": cfg.finetune.layer_lr_decay})
     datamodule = SubsetDataModule(cfg.paths.prepared, indices, cfg.train.batch_size,
                                   cfg.train.eval_batch_size)
 
