@@ -217,10 +217,10 @@ class ViTClassifier(nn.Module):
         """Layer-wise learning rates (MAE's fine-tuning recipe): the head and the final norm at
         `lr`, each block `layer_lr_decay` times the one above it, the patch embedding lowest,
         so pre-trained low-level features move least. Frozen parameters are left out."""
-        layers = [self.encoder.embed, *self.encoder.blocks]  # bottom to top
+        layers = [("embed", self.encoder.embed),  # bottom to top
+                  *((f"block{i}", block) for i, block in enumerate(self.encoder.blocks))]
         groups = [("head", [*self.head.parameters(), *self.encoder.norm.parameters()], lr)]
-        for depth, layer in enumerate(reversed(layers), start=1):
-            name = "embed" if layer is self.encoder.embed else f"block{len(layers) - depth - 1}"
+        for depth, (name, layer) in enumerate(reversed(layers), start=1):
             groups.append((name, list(layer.parameters()), lr * layer_lr_decay ** depth))
         return [{"params": trainable, "lr": group_lr, "name": name}
                 for name, params, group_lr in groups

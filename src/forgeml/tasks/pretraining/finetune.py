@@ -181,8 +181,7 @@ def _train(cfg: DictConfig, child: Child, card: dict, indices: torch.Tensor,
         optimizer=partial(torch.optim.AdamW, lr=cfg.finetune.lr,
                           weight_decay=cfg.finetune.weight_decay),
         augment=OmegaConf.to_container(cfg.data.augment), warmup_fraction=WARMUP_FRACTION,
-        group_options=None if child.model == "cnn" else
-        {"layer_lr_decay": cfg.finetune.layer_lr_decay})
+        group_options={"layer_lr_decay": cfg.finetune.layer_lr_decay})  # unused by the CNN
     datamodule = SubsetDataModule(cfg.paths.prepared, indices, cfg.train.batch_size,
                                   cfg.train.eval_batch_size)
 
