@@ -31,7 +31,7 @@ test-slow: $(STAMP)
 	$(PYTEST) -m "slow and not long"
 
 # Outside CI's budget, one test at a time (their timings are results): the shipped sentiment
-# (~35 min on 2 cores), SSL (~32 min), GAN (~15 min) and LM (~7 min) pipelines end to end, the
+# (~35 min on 2 cores), SSL (~12 min), GAN (~15 min) and LM (~7 min) pipelines end to end, the
 # seed CNN on Fashion-MNIST, the MNIST-5k and recommender accuracy targets, and the sentiment,
 # GAN, k-fold, multi-node, private-recommender and privacy-table suites on slices (~45 min).
 test-long: $(STAMP)

@@ -97,7 +97,7 @@ def test_default_gan_draws_recognisable_classes_far_closer_than_epoch_one(tmp_pa
 @pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
                     reason="Debian's dataset-fashion-mnist is not installed")
 def test_default_ssl_pretraining_saves_labels(tmp_path):
-    """The shipped pipelines/ssl (~25 minutes on 2 cores): with 1% of the labels the fine-tuned
+    """The shipped pipelines/ssl (~12 minutes on 2 cores): with 1% of the labels the fine-tuned
     pre-trained encoder beats the identical network from scratch by >= 5 points (paired
     interval above 0) and beats the seed CNN from scratch."""
     project = make_project(tmp_path)
