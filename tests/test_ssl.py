@@ -21,7 +21,8 @@ from forgeml.data.fashion_mnist import FILES
 from forgeml.data.idx import write_idx
 from forgeml.errors import DataError
 from forgeml.models.mae import MaskedAutoencoder, ViTClassifier, build_vit, patchify, random_masking
-from forgeml.tasks.pretraining.prepare import label_subsets
+from forgeml.tasks.pretraining.finetune import LABELS
+from forgeml.tasks.pretraining.prepare import label_subsets, subset_key
 
 FORGEML, DVC = str(BIN / "forgeml"), str(BIN / "dvc")
 TINY = ["pretrain.epochs=2", "pretrain.batch_size=64", "finetune.steps=[10,10,20]",
@@ -197,6 +198,10 @@ def test_the_ssl_pipeline_end_to_end(ssl_project):
     assert kinds == sorted((m, f) for m in ("pretrained", "probe", "scratch", "cnn")
                            for f in ("0.05", "0.2", "1"))
     assert all(r.info.status == "FINISHED" and "test/acc" in r.data.metrics for r in children)
+    for r in children:  # MLflow's runs table tells them apart by name
+        model = r.data.tags["forgeml.finetune_model"]
+        key = subset_key(float(r.data.tags["forgeml.label_fraction"]))
+        assert r.info.run_name == f"{model}-{key}: {LABELS[model]}"
 
     test = json.loads((project / "metrics/ssl/test.json").read_text())
     assert set(test) >= {"acc_pretrained-5pct", "acc_scratch-100pct", "gain_5pct"}

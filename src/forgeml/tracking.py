@@ -247,14 +247,18 @@ def experiment_id(uri: str, experiment_name: str, description: str) -> str:
     return experiment.experiment_id
 
 
-# Runs started inside `child_runs_of` nest under that parent run (a sweep's trials).
-_parent_run: contextvars.ContextVar[tuple[str, dict] | None] = contextvars.ContextVar(
-    "forgeml_parent_run", default=None)
+# Runs started inside `child_runs_of` nest under that parent run (a sweep's trials): the
+# parent's id, the children's extra tags, and the name they show in MLflow's runs table.
+_parent_run: contextvars.ContextVar[tuple[str, dict, str | None] | None] = (
+    contextvars.ContextVar("forgeml_parent_run", default=None))
 
 
 @contextlib.contextmanager
-def child_runs_of(parent_run_id: str, tags: dict[str, str] | None = None) -> Iterator[None]:
-    token = _parent_run.set((parent_run_id, dict(tags or {})))
+def child_runs_of(parent_run_id: str, tags: dict[str, str] | None = None,
+                  run_name: str | None = None) -> Iterator[None]:
+    """Runs started in the block are children of `parent_run_id`, with `tags`, named
+    `run_name` where given (else the name the run would have had)."""
+    token = _parent_run.set((parent_run_id, dict(tags or {}), run_name))
     try:
         yield
     finally:
@@ -266,7 +270,9 @@ def start_run(uri: str, experiment_name: str, tags: dict[str, str], run_name: st
     """A new run (the experiment is created on first use); returns its id. Inside
     `child_runs_of` it is a child of that run (MLflow's UI nests it)."""
     if (parent := _parent_run.get()) is not None:
-        tags = {**tags, "mlflow.parentRunId": parent[0], **parent[1]}
+        parent_run_id, child_tags, child_name = parent
+        tags = {**tags, "mlflow.parentRunId": parent_run_id, **child_tags}
+        run_name = child_name or run_name
     return client(uri).create_run(experiment_id(uri, experiment_name, description), tags=tags,
                                   run_name=run_name).info.run_id
 

@@ -151,8 +151,10 @@ def _child(cfg: DictConfig, child: Child, card: dict, indices: torch.Tensor,
               f"{tracking.display_uri(uri)} does not hold; training it again", flush=True)
         done.unlink()
     run_cfg = child_config(cfg, child, folder)
+    # Named for what it is, so MLflow's runs table tells the children apart.
     with tracking.child_runs_of(parent, {"forgeml.finetune_model": child.model,
-                                         "forgeml.label_fraction": f"{child.fraction:g}"}):
+                                         "forgeml.label_fraction": f"{child.fraction:g}"},
+                                run_name=f"{child.name}: {LABELS[child.model]}"):
         record = _train(run_cfg, child, card, indices, encoder)
     result = {"name": child.name, "model": child.model, "label": LABELS[child.model],
               "fraction": child.fraction, "labels": card["counts"]["train"],
