@@ -29,7 +29,7 @@ FORMATS = {"digits": ["torch", "onnx", "int8"], "sentiment": ["torch", "onnx", "
 
 def bodies(pipeline: str, count: int = 200) -> list[bytes]:
     """One real test input per request."""
-    from forgeml.config import load_params
+    from forgeml.tasks import load_params
 
     if pipeline == "digits":
         from forgeml.data.tensors import load_split

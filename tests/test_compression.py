@@ -105,9 +105,9 @@ def test_latency_figures_are_ordered_and_positive():
 def test_a_scikit_learn_main_model_has_nothing_to_compress_and_the_report_says_so(tmp_path):
     import json
 
-    from forgeml.config import compose
     from forgeml.models.tfidf_lr import tfidf_lr
     from forgeml.reporting import realtime
+    from forgeml.tasks import compose
     from forgeml.tasks.sentiment.compress import compress, summarize
     from forgeml.tasks.sentiment.predictor import PREDICTOR_DIR, EstimatorTextPredictor
 

@@ -7,8 +7,9 @@ import yaml
 from omegaconf import OmegaConf
 
 from conftest import BIN, REPO, run
-from forgeml.config import compose, load_params, write_params
+from forgeml.config import write_params
 from forgeml.errors import ConfigError
+from forgeml.tasks import compose, load_params
 
 CONF = REPO / "conf"
 

@@ -131,7 +131,7 @@ def test_the_report_shows_the_spread_over_folds_and_dvc_metrics_the_numbers(tmp_
 @pytest.mark.long  # k-fold pipelines: ~3 min of CI time
 @pytest.mark.slow  # the sentiment prepare stage and 3 folds: ~20 s
 def test_the_sentiment_cv_stage_groups_reviews_of_one_movie_in_one_fold(tmp_path, monkeypatch):
-    from forgeml.config import load_params
+    from forgeml.tasks import load_params
     from forgeml.tasks.sentiment.cv import _groups, _rows
 
     project = make_project(tmp_path / "project")

@@ -13,12 +13,12 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from conftest import AFTER_FIRST_CHECKPOINT, BIN, REPO, killed_at, make_project, run
-from forgeml.config import compose
 from forgeml.errors import ConfigError
 from forgeml.models.classifier import NormalizedNetwork
 from forgeml.models.cnn import CNN
 from forgeml.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from forgeml.models.registry import remember_spec
+from forgeml.tasks import compose
 from forgeml.tasks.generative.quality import FeatureSpace, fid_kid
 from forgeml.tasks.generative.sample import check_request
 

@@ -14,7 +14,6 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from conftest import AFTER_FIRST_CHECKPOINT, BIN, REPO, killed_at, make_project, run
-from forgeml.config import compose
 from forgeml.data.text_corpus import TextCorpus, folder, shakespeare
 from forgeml.data.tokenizer import (
     BPETokenizer,
@@ -31,6 +30,7 @@ from forgeml.lm_metrics import (
     unigram_window_nll,
 )
 from forgeml.models.gpt import GPT
+from forgeml.tasks import compose
 from forgeml.tasks.lm.prepare import prepare, split_works
 from forgeml.training.language_model import warmup_cosine
 

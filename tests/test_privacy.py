@@ -160,9 +160,9 @@ def test_the_attack_is_a_coin_flip_on_a_model_that_never_saw_the_data(private_ru
                                                                        monkeypatch):
     """A network that was never trained: its losses say nothing about which examples are the
     training split's, so the real evaluate-stage attack must find nothing."""
-    from forgeml.config import load_params
     from forgeml.data.tensors import load_split
     from forgeml.metrics import predict_probs
+    from forgeml.tasks import load_params
     from forgeml.tasks.classification.evaluate import membership_attack
     from forgeml.tasks.classification.network import make_network
 

@@ -12,11 +12,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import AFTER_FIRST_CHECKPOINT, BIN, killed_at, make_project, run
-from forgeml.config import compose
 from forgeml.data.interactions import TEST, TRAIN, VAL, draw_negatives, load_interactions
 from forgeml.data.movielens import movielens100k
 from forgeml.errors import DataError
 from forgeml.ranking_metrics import hit_rate, ndcg, rank_of_target
+from forgeml.tasks import compose
 from forgeml.tasks.recsys.prepare import leave_last_out, parse_cutoff, prepare, time_cutoff
 
 FORGEML = str(BIN / "forgeml")

@@ -21,12 +21,12 @@ from mlflow.tracking import MlflowClient
 
 from conftest import BIN, free_port, make_project, run, wait_until_up
 from forgeml import credentials
-from forgeml.config import compose
 from forgeml.errors import ConfigError, ModelFileError
 from forgeml.io import StagedOutputs, atomic_write_text
 from forgeml.models import registry
 from forgeml.names import check_name
 from forgeml.saved_network import SPEC_FILE, WEIGHTS_FILE, load_network, save_network, sha256
+from forgeml.tasks import compose
 
 FORGEML = str(BIN / "forgeml")
 

@@ -15,12 +15,12 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from conftest import BIN, REPO, make_project, run
-from forgeml.config import compose
 from forgeml.data.reviews import Reviews, package_file
 from forgeml.data.text_batches import encode, load_tokenizer, pad
 from forgeml.errors import DataError
 from forgeml.models.minilm_classifier import MiniLMClassifier, pretrained_dir
 from forgeml.models.textcnn import TextCNN
+from forgeml.tasks import compose
 from forgeml.tasks.sentiment.prepare import clean, split_stratified
 
 FORGEML = str(BIN / "forgeml")

@@ -288,11 +288,11 @@ def test_a_text_model_exports_and_answers_like_its_predictor(tmp_path):
     """A TextCNN over the real WordPiece tokenizer and review snippets, logged as the sentiment
     pipeline logs it: the ONNX endpoint gives the predictor's probabilities."""
     from forgeml import tracking
-    from forgeml.config import compose
+    from forgeml.deploy.export import export_run
     from forgeml.models.textcnn import TextCNN
     from forgeml.serving.bundle import download_bundle
-    from forgeml.serving.export import export_run
     from forgeml.serving.requests import RequestError
+    from forgeml.tasks import compose
     from forgeml.tasks.sentiment.endpoint import TextEndpoint
     from forgeml.tasks.sentiment.predictor import NeuralTextPredictor
     from forgeml.tasks.sentiment.prepare import prepare
@@ -338,11 +338,11 @@ def test_follow_champion_switches_to_a_new_champion_without_dropping_requests(
     from mlflow import MlflowClient
 
     from forgeml import tracking
-    from forgeml.config import load_params
+    from forgeml.deploy.export import export_run
     from forgeml.models.classifier import build_network
     from forgeml.models.registry import instantiate_network
     from forgeml.saved_network import log_network
-    from forgeml.serving.export import export_run
+    from forgeml.tasks import load_params
 
     cfg = load_params(pipeline_project / "params.yaml")
     cfg.paths.prepared = str(pipeline_project / cfg.paths.prepared)

@@ -12,9 +12,9 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from conftest import AFTER_FIRST_CHECKPOINT, BIN, killed_at, make_project, run
-from forgeml.config import compose
 from forgeml.errors import ConfigError
 from forgeml.sweeps.spec import base_values, load_spec
+from forgeml.tasks import compose
 
 FORGEML = str(BIN / "forgeml")
 # The smoke experiment's lr is 0.001 (trial 0); 1e-6 barely learns: the median pruner stops it.

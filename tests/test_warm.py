@@ -15,6 +15,7 @@ import pytest
 
 from conftest import (
     BIN,
+    command_env,
     make_project,
     process_alive,
     run,
@@ -87,18 +88,18 @@ def test_a_folder_others_can_open_is_refused_and_the_stage_starts_cold(tmp_path,
     monkeypatch.setenv("DVC_STAGE", "report")
     with pytest.raises(PermissionError):
         warm.runtime_dir()
-    assert warm.delegate(["report"]) is None  # None: run cold, here
+    assert warm.delegate(["report"], entry="forgeml.cli:main") is None  # None: run cold, here
     assert not list(shared.iterdir())
 
 
 def test_only_dvc_stage_commands_go_warm(monkeypatch, warm_dir):
     monkeypatch.setenv("FORGEML_WARM_DIR", str(warm_dir))
     monkeypatch.delenv("DVC_STAGE", raising=False)
-    assert warm.delegate(["train"]) is None
+    assert warm.delegate(["train"], entry="forgeml.cli:main") is None
     monkeypatch.setenv("DVC_STAGE", "x")
-    assert warm.delegate(["serve"]) is None
+    assert warm.delegate(["serve"], entry="forgeml.cli:main") is None
     monkeypatch.setenv("FORGEML_WARM", "0")
-    assert warm.delegate(["train"]) is None
+    assert warm.delegate(["train"], entry="forgeml.cli:main") is None
     assert not list(warm_dir.iterdir())
 
 
@@ -169,11 +170,42 @@ def start_training(project: Path, folder: Path) -> tuple[subprocess.Popen, int]:
 
 
 @pytest.mark.slow  # a training run killed: ~15 s
-def test_a_kill_9_of_a_warm_stage_command_kills_its_stage(long_training, warm_dir):
+def test_a_kill_9_of_a_warm_stage_command_stops_its_stage_with_a_checkpoint(long_training,
+                                                                           warm_dir):
     client, worker = start_training(long_training, warm_dir)
     client.kill()
     client.wait()
-    assert wait_until_dead(worker, 20), "the warm worker outlived its killed stage command"
+    assert wait_until_dead(worker, 60), "the warm worker outlived its killed stage command"
+    # SIGTERM first, SIGKILL only after the grace period: training checkpointed as it stopped,
+    # so the next run loses nothing (a SIGKILL at once lost up to an epoch).
+    folder = next((long_training / ".forgeml/resume/digits").glob("*"))
+    assert (folder / "checkpoints" / "on_exception.ckpt").is_file()
+
+
+@pytest.mark.slow  # a stage that ignores SIGTERM: ~10 s
+def test_a_stage_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path, warm_dir):
+    """The grace period is bounded: a stage stuck past it gets SIGKILL."""
+    (tmp_path / "stubborn_entry.py").write_text(
+        "import signal, time\n"
+        "def main():\n"
+        "    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "    time.sleep(600)\n")
+    client_cmd = [str(BIN / "python"), "-c",
+                  "import sys; from forgeml import warm; "
+                  "code = warm.delegate(['train'], entry='stubborn_entry:main'); "
+                  "sys.exit(3 if code is None else code)"]
+    env = command_env(warm_env(warm_dir, "train", FORGEML_WARM_GRACE_S="2"))
+    first = subprocess.run(client_cmd, cwd=tmp_path, env=env, timeout=60)
+    assert first.returncode == 3  # no server yet: this one starts it and runs cold
+    wait_until_ready(warm_dir)
+    client = subprocess.Popen(client_cmd, cwd=tmp_path, env=env)
+    worker = worker_of(warm_dir, "train")
+    time.sleep(1)
+    client.kill()
+    client.wait()
+    started = time.monotonic()
+    assert wait_until_dead(worker, 30), "a stage that ignores SIGTERM outlived the grace period"
+    assert time.monotonic() - started >= 1.0  # it was given the grace period first
 
 
 @pytest.mark.slow  # a training run killed: ~15 s

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from forgeml.errors import ForgeMLError
+from forgeml.stages import STAGES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="ForgeML: real data to a trained, evaluated and reported model.")
@@ -26,7 +27,7 @@ TrackingOption = Annotated[str | None, typer.Option(
 
 
 def _load(params: Path):
-    from forgeml.config import load_params
+    from forgeml.tasks import load_params
 
     return load_params(params)
 
@@ -38,8 +39,8 @@ def compose(
     output: Annotated[Path, typer.Option("--output", "-o")] = Path("params.yaml"),
 ) -> None:
     """Compose conf/ (+ overrides) into params.yaml, as `dvc exp run -S` does."""
-    from forgeml.config import compose as compose_config
     from forgeml.config import write_params
+    from forgeml.tasks import compose as compose_config
 
     cfg = compose_config(overrides or [])
     write_params(cfg, output)
@@ -61,64 +62,17 @@ def _run_stage(stage: str, params: Path) -> None:
         console.print(step.summarize(cfg, result))
 
 
-@app.command()
-def prepare(params: ParamsOption = Path("params.yaml")) -> None:
-    """Load, validate, clean and split the data; write it and a data card."""
-    _run_stage("prepare", params)
+def _stage_command(stage: str):
+    def command(params: ParamsOption = Path("params.yaml")) -> None:
+        _run_stage(stage, params)
+
+    command.__name__ = stage
+    command.__doc__ = STAGES[stage].help
+    return command
 
 
-@app.command()
-def train(params: ParamsOption = Path("params.yaml")) -> None:
-    """Train the configured model with Lightning; log the MLflow run and the model."""
-    _run_stage("train", params)
-
-
-@app.command()
-def baselines(params: ParamsOption = Path("params.yaml")) -> None:
-    """Train the comparison models listed under `baselines` (sentiment) on the same split."""
-    _run_stage("baselines", params)
-
-
-@app.command()
-def features(params: ParamsOption = Path("params.yaml")) -> None:
-    """Train the frozen classifier whose features score generated images (gan)."""
-    _run_stage("features", params)
-
-
-@app.command()
-def pretrain(params: ParamsOption = Path("params.yaml")) -> None:
-    """Pre-train the encoder as a masked autoencoder on unlabelled images (ssl)."""
-    _run_stage("pretrain", params)
-
-
-@app.command()
-def finetune(params: ParamsOption = Path("params.yaml")) -> None:
-    """Fine-tune each model on each labelled subset (ssl)."""
-    _run_stage("finetune", params)
-
-
-@app.command()
-def evaluate(params: ParamsOption = Path("params.yaml")) -> None:
-    """Test-split metrics with intervals and baselines; logged into the training run."""
-    _run_stage("evaluate", params)
-
-
-@app.command()
-def cv(params: ParamsOption = Path("params.yaml")) -> None:
-    """k-fold cross-validation over train + val (cv.folds; 0: off): one MLflow run per fold."""
-    _run_stage("cv", params)
-
-
-@app.command()
-def compress(params: ParamsOption = Path("params.yaml")) -> None:
-    """Compare PyTorch fp32, ONNX fp32/int8, a pruned and a distilled model on the test split."""
-    _run_stage("compress", params)
-
-
-@app.command()
-def report(params: ParamsOption = Path("params.yaml")) -> None:
-    """Write the HTML + Markdown report and print the headline."""
-    _run_stage("report", params)
+for _stage in STAGES:  # one command per registered stage, in pipeline order
+    app.command(name=_stage)(_stage_command(_stage))
 
 
 def _store(tracking_uri: str | None) -> str:
@@ -311,12 +265,12 @@ def predict(
     if (text is None) == (input_file is None) or (input_file and output is None):
         raise ConfigError("Give either --text TEXT, or --input FILE with --output FILE.")
     if input_file is not None:
-        from forgeml.serving.batch import predict_file
+        from forgeml.deploy.batch import predict_file
 
         predict_file(_store(tracking_uri), run, pipeline, input_file, output, column,
                      batch_size, k, console)
         return
-    from forgeml.serving.single import predict_text
+    from forgeml.deploy.single import predict_text
     from forgeml.tasks.sentiment.predict import check_text
     from forgeml.tracking import resolve_run
 
@@ -342,7 +296,7 @@ def export(
 ) -> None:
     """Export a logged model to ONNX, check it against PyTorch on real test inputs, and log it
     (with its SHA-256) to the same MLflow run."""
-    from forgeml.serving.export import export_command
+    from forgeml.deploy.export import export_command
 
     export_command(_store(tracking_uri), run, pipeline, fmt, quantize, params, examples,
                    console)
@@ -371,7 +325,7 @@ def serve(
     tracking_uri: TrackingOption = None,
 ) -> None:
     """Serve a logged model over HTTP: POST /predict (JSON), GET /health, GET /version."""
-    from forgeml.serving.server import ServeOptions, serve_command
+    from forgeml.deploy.server import ServeOptions, serve_command
 
     serve_command(_store(tracking_uri), ServeOptions(
         run=run, pipeline=pipeline, host=host, port=port, workers=workers, threads=threads,
@@ -489,7 +443,8 @@ class _RedactingFilter(logging.Filter):
 def main() -> None:
     from forgeml import warm
 
-    code = warm.delegate(sys.argv[1:])  # a DVC stage: run in a warm interpreter when one is up
+    # A DVC stage: run in a warm interpreter when one is up (which calls this function there).
+    code = warm.delegate(sys.argv[1:], entry="forgeml.cli:main")
     if code is not None:
         sys.exit(code)
     from forgeml.credentials import clean_environment
@@ -497,7 +452,10 @@ def main() -> None:
     clean_environment()  # credentials out of $MLFLOW_TRACKING_URI before anything reads it
     # Artifact downloads (report, generate, recommend) would draw progress bars on stderr.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # force: a warm worker inherits the root logger that its preloaded libraries configured
+    # (mlflow.pytorch's import sets it to ERROR), which would drop ForgeML's own warnings.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s",
+                        force=True)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_RedactingFilter())
     try:

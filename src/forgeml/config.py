@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,8 @@ def find_config_dir(start: Path | None = None) -> Path:
 
 
 def compose(overrides: list[str] | None = None, config_dir: Path | None = None) -> DictConfig:
-    """Compose conf/ with Hydra overrides, exactly as `dvc exp run -S` does."""
+    """Compose conf/ with Hydra overrides, exactly as `dvc exp run -S` does (not yet validated:
+    its task's schema does that, `forgeml.tasks.compose`)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
@@ -41,7 +43,6 @@ def compose(overrides: list[str] | None = None, config_dir: Path | None = None) 
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(f"Cannot compose conf/ with overrides {overrides or []}: {err}") from None
     OmegaConf.resolve(cfg)
-    validate(cfg, source="composed config")
     return cfg
 
 
@@ -50,8 +51,9 @@ def write_params(cfg: DictConfig, path: str | Path = DEFAULT_PARAMS) -> Path:
     return atomic_write_text(path, text)
 
 
-def load_params(path: str | Path = DEFAULT_PARAMS) -> DictConfig:
-    """Read a composed params file (what `dvc repro` stages see) and validate it."""
+def read_params(path: str | Path = DEFAULT_PARAMS) -> DictConfig:
+    """Read a composed params file (what `dvc repro` stages see); its task's schema validates
+    it (`forgeml.tasks.load_params`)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(
@@ -63,16 +65,15 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> DictConfig:
         raise ConfigError(f"{path} is not valid YAML: {err}") from None
     if not isinstance(cfg, DictConfig):
         raise ConfigError(f"{path} must hold a mapping of config sections.")
-    validate(cfg, source=str(path))
     return cfg
 
 
-def validate(cfg: DictConfig, source: str = DEFAULT_PARAMS) -> None:
-    from forgeml.tasks import task_of
-
-    task = task_of(cfg, source)
+def validate(cfg: DictConfig, schema: type, problems: Callable[[DictConfig], list[str]],
+             source: str = DEFAULT_PARAMS) -> None:
+    """`cfg` against a structured `schema` (dataclass), then its value `problems`; the first
+    failure names the full key and the fix."""
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(task.schema), cfg)
+        merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
         OmegaConf.to_container(merged, throw_on_missing=True)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "?"
@@ -81,9 +82,9 @@ def validate(cfg: DictConfig, source: str = DEFAULT_PARAMS) -> None:
             f"{source}: invalid config key '{key}': {reason}. "
             "Fix it in conf/ (or the -S override) and recompose."
         ) from None
-    problems = check_values(cfg, task.problems)
-    if problems:
-        raise ConfigError(f"{source}: " + "; ".join(problems) + ".")
+    found = check_values(cfg, problems)
+    if found:
+        raise ConfigError(f"{source}: " + "; ".join(found) + ".")
 
 
 def instantiate(node: DictConfig, what: str, **kwargs: Any) -> Any:

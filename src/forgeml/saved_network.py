@@ -20,6 +20,8 @@ FORMAT = "forgeml-network/1"
 SPEC_FILE = "network.json"
 WEIGHTS_FILE = "weights.safetensors"
 ARTIFACT = "network"  # the folder's name, also inside a logged MLflow model's artifacts
+# The MLflow model's code file (it loads with forgeml.pyfunc), beside this module.
+PYFUNC_ENTRY = Path(__file__).with_name("pyfunc_entry.py")
 
 
 def sha256(path: Path) -> str:
@@ -92,7 +94,7 @@ def log_network(uri: str, run_id: str, network, input_example,
     import torch
     from mlflow.models import infer_signature
 
-    from forgeml import pyfunc, tracking
+    from forgeml import tracking
 
     network = network.eval().cpu()
     with torch.no_grad():
@@ -102,7 +104,7 @@ def log_network(uri: str, run_id: str, network, input_example,
     signature = infer_signature(input_example, output.numpy())
     with tempfile.TemporaryDirectory() as scratch:
         folder = save_network(network, Path(scratch) / ARTIFACT)
-        return tracking.log_model(uri, run_id, Path(pyfunc.__file__).with_name(pyfunc.ENTRY),
+        return tracking.log_model(uri, run_id, PYFUNC_ENTRY,
                                   {"network": folder}, signature, input_example,
                                   model_config={"output": output_transform}
                                   if output_transform else None)

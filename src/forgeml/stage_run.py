@@ -17,14 +17,10 @@ from omegaconf import DictConfig
 from forgeml.errors import ForgeMLError
 from forgeml.io import pid_alive, sweep_stale
 from forgeml.locks import named_lock
+from forgeml.stages import STAGES
 from forgeml.warm import origin_pid
 
 _WORKER_RANK_ENV = ("RANK", "LOCAL_RANK", "SLURM_PROCID")
-# The paths.* entries each stage writes.
-STAGE_OUTPUTS = {"prepare": ("prepared",), "train": ("models", "metrics", "plots"),
-                 "baselines": ("baselines",), "cv": ("metrics",),
-                 "evaluate": ("eval", "metrics", "plots"),
-                 "report": ("reports",)}
 
 
 def is_worker_rank() -> bool:
@@ -46,7 +42,7 @@ def stage_guard(cfg: DictConfig, stage: str, root: Path) -> Iterator[None]:
                 f"{busy.get('pid', '?')}, since {busy.get('started', '?')}) and writes the same "
                 f"outputs: wait for it, or stop it (`kill {busy.get('pid', '<pid>')}`; it "
                 "checkpoints and the next run resumes).")
-        for key in STAGE_OUTPUTS.get(stage, ()):
+        for key in STAGES[stage].outputs:
             if cfg.paths.get(key):
                 folder = Path(cfg.paths[key]).parent
                 _check_writable(folder)

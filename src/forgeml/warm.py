@@ -34,8 +34,12 @@ import time
 import traceback
 from pathlib import Path
 
-STAGE_COMMANDS = frozenset({"prepare", "train", "baselines", "features", "cv", "evaluate",
-                            "compress", "report"})
+from forgeml.stages import STAGES
+
+STAGE_COMMANDS = frozenset(STAGES)
+# After a stage's client is gone (dvc killed, a time-out): SIGTERM first, so that training
+# checkpoints as it does under any other SIGTERM, then SIGKILL if it has not ended by then.
+_GRACE_ENV = "FORGEML_WARM_GRACE_S"
 # Read only while a stage runs, and different for each stage / project / test: not part of the
 # server's identity (everything else in the environment is).
 _VOLATILE_ENV = frozenset({"DVC_STAGE", "DVC_ROOT", "PWD", "OLDPWD", "SHLVL", "_",
@@ -57,9 +61,10 @@ _ORIGIN_ENV = "FORGEML_WARM_ORIGIN_PID"
 
 # ---------------------------------------------------------------- client (the stage command)
 
-def delegate(argv: list[str]) -> int | None:
+def delegate(argv: list[str], entry: str) -> int | None:
     """Run `forgeml <argv>` in a warm worker and return its exit code (a signal death is
-    re-raised on this process), or None when the command should start cold here."""
+    re-raised on this process), or None when the command should start cold here. `entry`
+    ("module:function") is what the worker calls, as the cold start would, with `argv`."""
     if not _eligible(argv):
         return None
     try:
@@ -78,7 +83,7 @@ def delegate(argv: list[str]) -> int | None:
     if conn is None:
         return None
     with conn:
-        return _run_remote(conn, argv)
+        return _run_remote(conn, argv, entry)
 
 
 def _eligible(argv: list[str]) -> bool:
@@ -171,8 +176,9 @@ def _forget_old_servers(folder: Path, age_s: float = 86400) -> None:
                     (folder / f"{lock.stem}{suffix}").unlink(missing_ok=True)
 
 
-def _run_remote(conn: socket.socket, argv: list[str]) -> int | None:
-    request = {"argv": [sys.argv[0], *argv], "cwd": os.getcwd(), "env": dict(os.environ),
+def _run_remote(conn: socket.socket, argv: list[str], entry: str) -> int | None:
+    request = {"argv": [sys.argv[0], *argv], "entry": entry, "cwd": os.getcwd(),
+               "env": dict(os.environ),
                "umask": _umask(), "path0": sys.path[0] if sys.path else "",
                "origin": os.getpid()}
     try:
@@ -347,21 +353,26 @@ def _watch(conn: socket.socket, worker: int) -> dict:
     selector = selectors.DefaultSelector()
     selector.register(conn, selectors.EVENT_READ)
     pending = b""
-    client_gone = False
+    client_gone, kill_at = False, 0.0
     while True:
         done, status = os.waitpid(worker, os.WNOHANG)
         if done == worker:
             code = os.waitstatus_to_exitcode(status)
             return {"signal": -code} if code < 0 else {"exit": code}
-        if client_gone or not selector.select(timeout=0.1):
-            if client_gone:
-                time.sleep(0.05)
+        if client_gone:
+            if time.monotonic() > kill_at:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(worker, signal.SIGKILL)
+            time.sleep(0.05)
+            continue
+        if not selector.select(timeout=0.1):
             continue
         chunk = conn.recv(4096)
-        if not chunk:  # the stage command was killed: so is its stage
+        if not chunk:  # the stage command was killed: so is its stage, after a grace period
             client_gone = True
+            kill_at = time.monotonic() + float(os.environ.get(_GRACE_ENV, "30"))
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(worker, signal.SIGKILL)
+                os.killpg(worker, signal.SIGTERM)
             continue
         pending += chunk
         while b"\n" in pending:
@@ -413,11 +424,10 @@ def _run_worker(request: dict) -> None:
                    signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(signum, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    from forgeml.cli import main as cli_main
-
+    module, function = request["entry"].split(":")
     died_of = None
     try:
-        cli_main()
+        getattr(importlib.import_module(module), function)()
         code = 0
     except SystemExit as done:
         code = _exit_code(done.code)

@@ -57,3 +57,10 @@ def validate_images(
     if out_of_range.any():
         raise DataError(f"{source}: {int(out_of_range.sum())} labels outside 0..{num_classes - 1} "
                         f"(e.g. {labels[out_of_range][:5].tolist()}); check data.num_classes.")
+
+
+def image_columns(card: dict) -> list[dict]:
+    """A prepared image example's fields, as MLflow schema entries (the run's dataset input)."""
+    return [{"name": "image", "type": "tensor",
+             "tensor-spec": {"dtype": "float32", "shape": [-1, *card.get("image_shape", [])]}},
+            {"name": "label", "type": "long"}]

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from forgeml import tracking
 from forgeml.artifacts import read_data_card, read_evaluation, read_run
 from forgeml.bootstrap import level, paired_bootstrap_difference
-from forgeml.crossval.report import section as cross_validation_section
+from forgeml.reporting.crossval import section as cross_validation_section
 from forgeml.reporting.render import lineage, table, write_report
 from forgeml.tasks.interface import Stage
 

@@ -14,13 +14,14 @@ from omegaconf.errors import OmegaConfBaseException
 from forgeml import tracking
 from forgeml.artifacts import read_run
 from forgeml.bootstrap import bootstrap_interval, level, paired_bootstrap_difference
-from forgeml.config import compose, load_params, write_params
+from forgeml.config import write_params
 from forgeml.credentials import redact
 from forgeml.dvc_command import dvc_executable
 from forgeml.errors import ConfigError, DataError, ForgeMLError
 from forgeml.locks import pipeline_lock
 from forgeml.names import check_name
 from forgeml.retrain import registry, scoring
+from forgeml.tasks import compose, load_params
 
 
 @dataclass

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from forgeml import tracking
 from forgeml.artifacts import DATA_CARD
-from forgeml.config import compose, find_config_dir
+from forgeml.config import find_config_dir
 from forgeml.errors import ForgeMLError
 from forgeml.sweeps.spec import SweepSpec, base_values, load_spec
 from forgeml.sweeps.study import (
@@ -29,7 +29,7 @@ from forgeml.sweeps.study import (
     work,
 )
 from forgeml.sweeps.trial import run_trial, sweep_experiment
-from forgeml.tasks import task_of
+from forgeml.tasks import compose, task_of
 
 
 def sweep(name: str, n_trials: int | None = None, workers: int = 1,

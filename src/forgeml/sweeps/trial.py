@@ -14,9 +14,9 @@ import optuna
 from omegaconf import DictConfig, OmegaConf
 
 from forgeml import tracking
-from forgeml.config import compose
 from forgeml.errors import ConfigError
 from forgeml.sweeps.spec import SweepSpec
+from forgeml.tasks import compose
 
 
 def sample(trial: optuna.Trial, spec: SweepSpec) -> dict[str, Any]:

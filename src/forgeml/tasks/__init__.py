@@ -3,8 +3,11 @@ declares its stages, schema and hooks in its `TASK` (see `interface.Task`)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from omegaconf import DictConfig, OmegaConf
 
+from forgeml import config
 from forgeml.errors import ConfigError
 from forgeml.tasks import classification, generative, lm, pretraining, recsys, sentiment
 from forgeml.tasks.interface import Task
@@ -22,3 +25,20 @@ def task_named(name: str, source: str = "params.yaml") -> Task:
 
 def task_of(cfg: DictConfig, source: str = "params.yaml") -> Task:
     return task_named(OmegaConf.select(cfg, "pipeline.task", default="classification"), source)
+
+
+def validated(cfg: DictConfig, source: str) -> DictConfig:
+    """`cfg` checked against the schema of the task it names."""
+    task = task_of(cfg, source)
+    config.validate(cfg, task.schema, task.problems, source)
+    return cfg
+
+
+def load_params(path: str | Path = config.DEFAULT_PARAMS) -> DictConfig:
+    """A composed params file, read and validated: what every stage and command runs on."""
+    return validated(config.read_params(path), str(path))
+
+
+def compose(overrides: list[str] | None = None, config_dir: Path | None = None) -> DictConfig:
+    """conf/ composed with Hydra overrides (as `dvc exp run -S` does) and validated."""
+    return validated(config.compose(overrides, config_dir), "composed config")

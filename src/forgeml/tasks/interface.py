@@ -61,9 +61,6 @@ class Task:
     stages: Mapping[str, Callable[[], Stage]] = field(default_factory=dict)
     retraining: Callable[[], Retraining] | None = None  # imported only by `forgeml retrain`
     serving: Callable[[], Serving] | None = None  # imported only by export, serve, predict
-    # One prepared example's fields as MLflow schema entries ({"name", "type", ...}), from the
-    # data card: the schema of the run's dataset inputs in the MLflow UI.
-    dataset_columns: Callable[[dict], list[dict]] = lambda card: []
     # The test metric a product is judged by, as logged under test/ with _ci_low/_ci_high
     # beside it, and its plain name (e.g. ("acc", "Test accuracy")): the privacy/utility
     # table's column. None: the task has no privacy=dp.

@@ -24,7 +24,6 @@ from forgeml.config import flatten, instantiate
 from forgeml.errors import ForgeMLError, TrainingError
 from forgeml.io import StagedOutputs, staged_outputs
 from forgeml.resume import ResumePoint, progress_state, restore_progress
-from forgeml.tasks import task_of
 from forgeml.training.callbacks import DivergenceCheck, RanksInStep, TrainingClock
 from forgeml.training.ranks import agree_on_checkpoint
 
@@ -57,7 +56,8 @@ class FittedRun:
 
 
 def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
-        finish: Callable[[FittedRun], dict], extra_callbacks: list | None = None,
+        finish: Callable[[FittedRun], dict], columns: list[dict],
+        extra_callbacks: list | None = None,
         monitor: str = "val/loss", mode: str = "min", clock: TrainingClock | None = None,
         divergence_advice: str = "or check the data", step_by_epoch: bool = True,
         privacy: Any = None) -> dict | None:
@@ -68,7 +68,8 @@ def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
     validation); `divergence_advice` ends the message of a diverged run; `step_by_epoch`:
     MLflow's step of a metric is its epoch (False: the optimizer step, for training that
     validates every N steps); `privacy`: the DP-SGD callback (training.privacy), which also
-    sets the Trainer's strategy and sampler on several devices."""
+    sets the Trainer's strategy and sampler on several devices; `columns`: one prepared
+    example's fields as MLflow schema entries, the schema of the run's dataset input."""
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
     from pytorch_lightning.utilities import rank_zero_only
     from pytorch_lightning.utilities.exceptions import SIGTERMException
@@ -80,7 +81,7 @@ def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
     def decide() -> str | None:  # rank 0 only: the one run, and where every rank resumes
         nonlocal run_id
         tracking.check_reachable(uri, cfg.logger.connect_timeout_s)
-        run_id, checkpoint = _open_run(cfg, uri, card, resume)
+        run_id, checkpoint = _open_run(cfg, uri, card, columns, resume)
         return str(checkpoint) if checkpoint else None
 
     # DDP ranks start with their rank in the environment; only rank 0 touches the store.
@@ -151,7 +152,7 @@ def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
 
 
 def fit_estimator(cfg: DictConfig, estimator: Any, inputs: Any, labels: Any, card: dict,
-                  finish: Callable[[FittedRun], dict]) -> dict:
+                  finish: Callable[[FittedRun], dict], columns: list[dict]) -> dict:
     """`fit` for a scikit-learn estimator: the same MLflow run, lineage, staged outputs and run
     record, without Lightning (`FittedRun.trainer` is None, `best_score` NaN). Seconds long,
     so it is rerun rather than resumed."""
@@ -160,7 +161,7 @@ def fit_estimator(cfg: DictConfig, estimator: Any, inputs: Any, labels: Any, car
     uri = tracking.tracking_uri(cfg)
     tracking.check_reachable(uri, cfg.logger.connect_timeout_s)
     tracking.mark_dead_runs(uri, cfg.logger.experiment_name)
-    run_id = _start_run(cfg, uri, card)
+    run_id = _start_run(cfg, uri, card, columns)
     try:
         with staged_outputs() as outputs:
             staging = outputs.dir(cfg.paths.models)
@@ -178,7 +179,7 @@ def fit_estimator(cfg: DictConfig, estimator: Any, inputs: Any, labels: Any, car
 
 
 # --- the run ------------------------------------------------------------------------------------
-def _open_run(cfg: DictConfig, uri: str, card: dict, resume: ResumePoint
+def _open_run(cfg: DictConfig, uri: str, card: dict, columns: list[dict], resume: ResumePoint
               ) -> tuple[str, Path | None]:
     """The interrupted run of this exact training, reopened with its last checkpoint; else a
     new run with its params and config logged before any training."""
@@ -188,17 +189,16 @@ def _open_run(cfg: DictConfig, uri: str, card: dict, resume: ResumePoint
         print(f"resuming MLflow run {run_id} from {resume.describe(ckpt)} ({ckpt})", flush=True)
         return run_id, ckpt
     tracking.mark_dead_runs(uri, cfg.logger.experiment_name)
-    run_id = _start_run(cfg, uri, card)
+    run_id = _start_run(cfg, uri, card, columns)
     resume.start(run_id)
     return run_id, None
 
 
-def _start_run(cfg: DictConfig, uri: str, card: dict) -> str:
+def _start_run(cfg: DictConfig, uri: str, card: dict, columns: list[dict]) -> str:
     tags = {**tracking.lineage_tags(cfg, card), **tracking.owner_tags()}
     name = f"{tags['forgeml.model'].lower()}-{cfg.data.name}-{tags['forgeml.config_hash'][:6]}"
     run_id = tracking.start_run(uri, cfg.logger.experiment_name, tags, name,
                                 tracking.pipeline_description(cfg))
-    columns = task_of(cfg).dataset_columns(card)
     tracking.log_datasets(uri, run_id, cfg.data.name, card,
                           json.dumps({"mlflow_colspec": columns}) if columns else None)
     tracking.log_params(uri, run_id, flatten(cfg))

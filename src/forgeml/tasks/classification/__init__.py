@@ -57,19 +57,11 @@ def _serving() -> Serving:
                    endpoint=endpoint.ImageEndpoint)
 
 
-def image_columns(card: dict) -> list[dict]:
-    """A prepared image example's fields, as MLflow schema entries."""
-    return [{"name": "image", "type": "tensor",
-             "tensor-spec": {"dtype": "float32", "shape": [-1, *card.get("image_shape", [])]}},
-            {"name": "label", "type": "long"}]
-
-
 TASK = Task(
     name="classification", schema=ClassificationSchema, problems=classification_problems,
     stages={"prepare": _prepare, "train": _train, "evaluate": _evaluate,
             "cv": _cv, "compress": _compress, "report": _report},
     retraining=_retraining,
     serving=_serving,
-    dataset_columns=image_columns,
     utility=lambda cfg: ("acc", "Test accuracy"),
 )

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
+import forgeml.tasks.classification.train as train_stage
 from forgeml.artifacts import read_data_card
 from forgeml.crossval.run import Candidate, Pooled, cross_validate
 from forgeml.data.tensors import load_split
 from forgeml.errors import ConfigError
-from forgeml.tasks.classification import train as train_stage
 from forgeml.tasks.classification.prepare import SPLITS, split_statistics, write_splits
 
 MODEL = "model"  # cv.models entry: the pipeline's own model
@@ -46,6 +46,6 @@ def _pool(cfg: DictConfig) -> Pooled:
 
 
 def summarize(cfg: DictConfig, record: dict) -> str:
-    from forgeml.crossval.report import one_line
+    from forgeml.reporting.crossval import one_line
 
     return one_line(record)

@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from forgeml.artifacts import read_data_card
 from forgeml.config import instantiate
+from forgeml.data.base import image_columns
 from forgeml.data.tensors import load_split
 from forgeml.saved_network import log_network
 from forgeml.tasks.classification.network import make_network
@@ -59,7 +60,7 @@ def train(cfg: DictConfig) -> dict | None:
         fitted.outputs.write_text(Path(cfg.paths.plots) / "learning_curve.csv", curve)
         return summary
 
-    return fit(cfg, task, datamodule, card, finish,
+    return fit(cfg, task, datamodule, card, finish, image_columns(card),
                privacy=privacy)
 
 

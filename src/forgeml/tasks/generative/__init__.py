@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from forgeml.schemas import GenerativeSchema, generative_problems
-from forgeml.tasks.classification import image_columns
 from forgeml.tasks.interface import Stage, Task
 
 
@@ -43,5 +42,4 @@ TASK = Task(
     name="generative", schema=GenerativeSchema, problems=generative_problems,
     stages={"prepare": _prepare, "features": _features, "train": _train,
             "evaluate": _evaluate, "report": _report},
-    dataset_columns=image_columns,
 )

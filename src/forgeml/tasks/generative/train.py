@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from forgeml.artifacts import read_data_card
 from forgeml.config import instantiate
+from forgeml.data.base import image_columns
 from forgeml.saved_network import log_network
 from forgeml.tasks.generative.images import grid_array
 from forgeml.tasks.generative.network import EPOCH1_FILE, GRIDS_FILE, load_features, make_networks
@@ -73,7 +74,7 @@ def train(cfg: DictConfig) -> dict | None:
         fitted.outputs.write_text(Path(cfg.paths.plots) / "learning_curve.csv", curve)
         return summary
 
-    return fit(cfg, task, datamodule, card, finish, extra_callbacks=[log_grid],
+    return fit(cfg, task, datamodule, card, finish, image_columns(card), extra_callbacks=[log_grid],
                monitor="val/fid", mode="min",
                divergence_advice="or lower gan.label_smoothing / check the data")
 

@@ -34,6 +34,4 @@ def _report() -> Stage:
 TASK = Task(
     name="lm", schema=LMSchema, problems=lm_problems,
     stages={"prepare": _prepare, "train": _train, "evaluate": _evaluate, "report": _report},
-    dataset_columns=lambda card: [{"name": "token", "type": "tensor", "tensor-spec": {
-        "dtype": card.get("tokenizer", {}).get("dtype", "uint16"), "shape": [-1]}}],
 )

@@ -19,6 +19,12 @@ from forgeml.training.fitting import FittedRun, fit
 from forgeml.training.language_model import LanguageModel
 
 
+def token_columns(card: dict) -> list[dict]:
+    """The prepared token stream, as an MLflow schema entry (the run's dataset input)."""
+    return [{"name": "token", "type": "tensor", "tensor-spec": {
+        "dtype": card.get("tokenizer", {}).get("dtype", "uint16"), "shape": [-1]}}]
+
+
 def train(cfg: DictConfig) -> dict | None:
     import pytorch_lightning as pl
 
@@ -60,7 +66,7 @@ def train(cfg: DictConfig) -> dict | None:
         fitted.outputs.write_text(Path(cfg.paths.plots) / "learning_curve.csv", curve)
         return summary
 
-    return fit(cfg, module, datamodule, card, finish, clock=clock,
+    return fit(cfg, module, datamodule, card, finish, token_columns(card), clock=clock,
                divergence_advice="or raise train.warmup_steps", step_by_epoch=False)
 
 

@@ -4,7 +4,6 @@ few labels against the same network from scratch (how many labels does pre-train
 from __future__ import annotations
 
 from forgeml.schemas import PretrainingSchema, pretraining_problems
-from forgeml.tasks.classification import image_columns
 from forgeml.tasks.interface import Stage, Task
 
 
@@ -43,5 +42,4 @@ TASK = Task(
     name="pretraining", schema=PretrainingSchema, problems=pretraining_problems,
     stages={"prepare": _prepare, "pretrain": _pretrain, "finetune": _finetune,
             "evaluate": _evaluate, "report": _report},
-    dataset_columns=image_columns,
 )

@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from forgeml import tracking
 from forgeml.artifacts import BEST_CHECKPOINT, RUN_FILE, read_data_card, read_run
 from forgeml.config import find_config_dir
+from forgeml.data.base import image_columns
 from forgeml.errors import DataError
 from forgeml.io import atomic_dir, atomic_write_json, sha256_file
 from forgeml.models.classifier import build_network
@@ -199,7 +200,8 @@ def _train(cfg: DictConfig, child: Child, card: dict, indices: torch.Tensor,
                                         if p.requires_grad),
         }
 
-    return fit(cfg, task, datamodule, card, finish, monitor="val/acc", mode="max",
+    return fit(cfg, task, datamodule, card, finish, image_columns(card), monitor="val/acc",
+               mode="max",
                step_by_epoch=False)
 
 

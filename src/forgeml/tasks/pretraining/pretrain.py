@@ -11,6 +11,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from forgeml.artifacts import read_data_card
+from forgeml.data.base import image_columns
 from forgeml.data.tensors import load_split
 from forgeml.models.mae import MaskedAutoencoder, parameters_of
 from forgeml.models.registry import instantiate_network
@@ -78,7 +79,8 @@ def pretrain(cfg: DictConfig) -> dict | None:
             "patch_size": int(mae.encoder.config.patch_size),
         }
 
-    return fit(run_cfg, task, datamodule, card, finish, extra_callbacks=[log_grid],
+    return fit(run_cfg, task, datamodule, card, finish, image_columns(card),
+               extra_callbacks=[log_grid],
                monitor="val/loss", mode="min",
                divergence_advice="or raise pretrain.warmup_fraction")
 

@@ -51,7 +51,5 @@ TASK = Task(
     stages={"prepare": _prepare, "train": _train, "evaluate": _evaluate, "report": _report},
     retraining=_retraining,
     serving=_serving,
-    dataset_columns=lambda card: [{"name": "user", "type": "long"},
-                                  {"name": "item", "type": "long"}],
     utility=lambda cfg: (f"hr_at_{cfg.evaluate.k}", f"Test HR@{cfg.evaluate.k}"),
 )

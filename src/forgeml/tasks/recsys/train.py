@@ -22,6 +22,9 @@ from forgeml.training.fitting import FittedRun, fit
 from forgeml.training.privacy import differential_privacy
 from forgeml.training.recommender import Recommender
 
+# One prepared interaction, as MLflow schema entries (the run's dataset input).
+COLUMNS = [{"name": "user", "type": "long"}, {"name": "item", "type": "long"}]
+
 
 def train(cfg: DictConfig) -> dict | None:
     import pytorch_lightning as pl
@@ -68,7 +71,8 @@ def train(cfg: DictConfig) -> dict | None:
         fitted.outputs.write_text(Path(cfg.paths.plots) / "learning_curve.csv", curve)
         return summary
 
-    return fit(cfg, module, datamodule, card, finish, monitor=f"val/ndcg_at_{k}", mode="max",
+    return fit(cfg, module, datamodule, card, finish, COLUMNS, monitor=f"val/ndcg_at_{k}",
+               mode="max",
                privacy=privacy)
 
 

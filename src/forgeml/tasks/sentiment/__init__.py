@@ -6,9 +6,6 @@ from __future__ import annotations
 from forgeml.schemas import SentimentSchema, sentiment_problems
 from forgeml.tasks.interface import Serving, Stage, Task
 
-# The evaluation's key of the pipeline's own model (the others are its baselines).
-MAIN = "model"
-
 
 def _prepare() -> Stage:
     from forgeml.tasks.sentiment import prepare as stage
@@ -65,6 +62,4 @@ TASK = Task(
     stages={"prepare": _prepare, "train": _train, "baselines": _baselines,
             "evaluate": _evaluate, "cv": _cv, "compress": _compress, "report": _report},
     serving=_serving,
-    dataset_columns=lambda card: [{"name": "text", "type": "string"},
-                                  {"name": "label", "type": "long"}],
 )

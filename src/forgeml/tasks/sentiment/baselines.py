@@ -11,8 +11,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+import forgeml.tasks.sentiment.train as train_stage
 from forgeml.io import replace_dir
-from forgeml.tasks.sentiment import train as train_stage
 from forgeml.tasks.sentiment.predictor import BASELINE_MODEL_DIR
 
 

@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
+import forgeml.tasks.sentiment.train as train_stage
 from forgeml.artifacts import read_data_card
 from forgeml.config import instantiate
 from forgeml.crossval.run import Candidate, Pooled, cross_validate
 from forgeml.errors import ConfigError, DataError
-from forgeml.tasks import sentiment
-from forgeml.tasks.sentiment import train as train_stage
 from forgeml.tasks.sentiment.baselines import baseline_config
+from forgeml.tasks.sentiment.predictor import MAIN
 from forgeml.tasks.sentiment.prepare import SPLITS, clean, split_counts, write_splits
 
 
@@ -42,15 +42,15 @@ def _pool(cfg: DictConfig) -> Pooled:
 
 
 def _candidates(cfg: DictConfig) -> list[Candidate]:
-    known = [sentiment.MAIN, *cfg.baselines]
+    known = [MAIN, *cfg.baselines]
     unknown = [name for name in cfg.cv.models if name not in known]
     if unknown:
         raise ConfigError(f"cv.models {unknown} are not models of this pipeline: use "
-                          f"'{sentiment.MAIN}' (the pipeline's own) or a key of baselines "
+                          f"'{MAIN}' (the pipeline's own) or a key of baselines "
                           f"({', '.join(cfg.baselines)}).")
     out = []
     for name in cfg.cv.models:
-        if name == sentiment.MAIN:
+        if name == MAIN:
             out.append(Candidate(name, "the pipeline's model", cfg))
         else:
             entry = cfg.baselines[name]
@@ -82,6 +82,6 @@ def _groups(cfg: DictConfig, pool: list[dict]) -> np.ndarray | None:
 
 
 def summarize(cfg: DictConfig, record: dict) -> str:
-    from forgeml.crossval.report import one_line
+    from forgeml.reporting.crossval import one_line
 
     return one_line(record)

@@ -22,9 +22,9 @@ from forgeml.bootstrap import (
 from forgeml.data.text_batches import read_split
 from forgeml.errors import DataError
 from forgeml.io import atomic_write_json, atomic_write_text, staged_outputs
-from forgeml.tasks.sentiment import MAIN
 from forgeml.tasks.sentiment.predictor import (
     BASELINE_MODEL_DIR,
+    MAIN,
     PREDICTOR_DIR,
     TextPredictor,
     load_predictor,

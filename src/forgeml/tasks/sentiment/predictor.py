@@ -18,6 +18,7 @@ from forgeml.errors import DataError, ModelFileError
 META = "predictor.json"
 PREDICTOR_DIR = "predictor"  # inside paths.models: what evaluate scores and MLflow serves
 BASELINE_MODEL_DIR = "model"  # inside paths.baselines/<name>: a baseline's paths.models
+MAIN = "model"  # the evaluation's key of the pipeline's own model (the others: its baselines)
 ESTIMATOR_FILE = "estimator.skops"
 
 

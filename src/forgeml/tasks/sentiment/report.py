@@ -19,7 +19,7 @@ from forgeml.reporting.skeleton import (
     Verdict,
     points,
 )
-from forgeml.tasks.sentiment import MAIN
+from forgeml.tasks.sentiment.predictor import MAIN
 
 
 def read_correct(path: Path) -> np.ndarray:

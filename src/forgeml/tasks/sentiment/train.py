@@ -27,6 +27,9 @@ from forgeml.tasks.sentiment.predictor import (
 from forgeml.training.fitting import FittedRun, fit, fit_estimator
 from forgeml.training.text_datamodule import TextDataModule
 
+# One prepared example, as MLflow schema entries (the run's dataset input).
+COLUMNS = [{"name": "text", "type": "string"}, {"name": "label", "type": "long"}]
+
 
 def tokenizer_file(cfg: DictConfig) -> Path:
     return package_file(cfg.data.tokenizer.package, cfg.data.tokenizer.file)
@@ -90,7 +93,7 @@ def _train_estimator(cfg: DictConfig, estimator, card: dict) -> dict:
         _save_and_log(cfg, fitted, predictor, val_texts)
         return summary
 
-    return fit_estimator(cfg, estimator, texts, labels, card, finish)
+    return fit_estimator(cfg, estimator, texts, labels, card, finish, COLUMNS)
 
 
 def _estimator_parameters(estimator) -> int:
@@ -141,7 +144,7 @@ def _train_network(cfg: DictConfig, network, card: dict) -> dict | None:
 
     monitor = cfg.train.early_stopping.monitor if cfg.train.early_stopping.enabled else "val/loss"
     mode = cfg.train.early_stopping.mode if cfg.train.early_stopping.enabled else "min"
-    return fit(cfg, module, datamodule, card, finish, monitor=monitor, mode=mode)
+    return fit(cfg, module, datamodule, card, finish, COLUMNS, monitor=monitor, mode=mode)
 
 
 def _save_and_log(cfg: DictConfig, fitted: FittedRun, predictor: TextPredictor,

@@ -24,7 +24,7 @@ def bundle_of(uri: str, run_id: str, pipeline: str, model_format: str,
     needs = "onnx" if model_format == "torch" else model_format
     bundle = bundle_for(uri, run_id, needs)
     if bundle is None or needs not in bundle.manifest["models"]:
-        from forgeml.serving.export import export_run, load_pipeline_params
+        from forgeml.deploy.export import export_run, load_pipeline_params
 
         echo(f"run {run_id} has no exported {model_format} model yet: exporting it")
         export_run(load_pipeline_params(pipeline, params), uri, run_id, pipeline,

@@ -32,8 +32,8 @@ class ServeOptions:
 
 
 def served_model(options: ServeOptions, run_id: str, echo=print):
+    from forgeml.deploy.loading import bundle_of, endpoint_of, version_of
     from forgeml.serving.app import Served
-    from forgeml.serving.loading import bundle_of, endpoint_of, version_of
 
     bundle = bundle_of(options.uri, run_id, options.pipeline, options.model_format,
                        options.params, echo)
