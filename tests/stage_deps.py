@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
 DVC_FILES = ("dvc.yaml", "pipelines/lm/dvc.yaml", "pipelines/recsys/dvc.yaml",
              "pipelines/sentiment/dvc.yaml", "pipelines/gan/dvc.yaml", "pipelines/ssl/dvc.yaml")
-# The task packages: their stage and retraining loaders import lazily (forgeml.tasks.interface).
+# The task packages: their stage and retraining loaders import lazily (forgeml.task_interface).
 TASK_PACKAGES = ("classification", "generative", "lm", "pretraining", "recsys", "sentiment")
 # Read at run time without an import: the report templates.
 DATA_DEPS = {"report": {"src/forgeml/reporting/templates"}}
@@ -64,12 +64,16 @@ def closure(entries: list[str], top_level_only: frozenset[str] = frozenset()) ->
 
 
 def stage_files(task: str, stage: str) -> set[str]:
-    """What `forgeml <stage>` runs for a `task` pipeline: the CLI (module level: its other
-    commands import lazily), the task registry (module level: a task imports only the stage
-    that runs), the stage guard, error reporting, and the stage module."""
-    entries = ["forgeml.cli", "forgeml.config", "forgeml.stage_run", "forgeml.tasks",
-               "forgeml.faults", "forgeml.credentials", f"forgeml.tasks.{task}.{stage}"]
-    lazy = frozenset({"forgeml.cli", *(f"forgeml.tasks.{name}" for name in TASK_PACKAGES)})
+    """What `forgeml <stage>` runs for a `task` pipeline: the entry point and the warm client
+    (module level: the entry imports the other commands only for them), the stage commands,
+    the task registry (module level: it imports only the task that runs), the task's own
+    package (module level: it imports only the stage that runs), the stage guard, error
+    reporting, and the stage module."""
+    entries = ["forgeml.entry", "forgeml.warm", "forgeml.stage_command", "forgeml.config",
+               "forgeml.stage_run", "forgeml.tasks", f"forgeml.tasks.{task}", "forgeml.faults",
+               "forgeml.credentials", f"forgeml.tasks.{task}.{stage}"]
+    lazy = frozenset({"forgeml.entry", "forgeml.tasks",
+                      *(f"forgeml.tasks.{name}" for name in TASK_PACKAGES)})
     files = closure(entries, top_level_only=lazy)
     return {str(p.relative_to(REPO)) for p in files}
 
@@ -140,7 +144,8 @@ def rewrite(dvc_file: str) -> None:
 # is followed, and each `cfg.<key>` read there counts. Composition and validation (config,
 # schemas) read every key to check it, and the stage guard only the outputs' folders: not
 # counted. A `paths.<x>` read is covered by `${paths.<x>}` among the stage's deps and outputs.
-NOT_READS = {"forgeml.config", "forgeml.schemas", "forgeml.stage_run", "forgeml.cli"}
+NOT_READS = {"forgeml.config", "forgeml.schemas", "forgeml.stage_run", "forgeml.cli",
+             "forgeml.entry", "forgeml.stage_command"}
 _METHODS = {"get", "items", "keys", "values"}
 # The task registry's module-level values name every task's stages; a stage runs only its own.
 REGISTRIES = {"forgeml.tasks", *(f"forgeml.tasks.{name}" for name in TASK_PACKAGES)}

@@ -104,11 +104,11 @@ def test_every_experiment_composes_validates_and_instantiates(experiment, tmp_pa
 
     from forgeml.config import instantiate
     from forgeml.models.registry import instantiate_network, spec_of
-    from forgeml.tasks import TASKS
+    from forgeml.tasks import task_named
 
     cfg = load_params(write_params(compose([f"experiment={experiment}"], CONF),
                                    tmp_path / "params.yaml"))
-    task = TASKS[cfg.pipeline.task]
+    task = task_named(cfg.pipeline.task)
     for stage in task.stages:
         assert callable(task.stage(stage).run), stage
     network = instantiate_network(cfg.model, **NETWORK_INPUTS[task.name])

@@ -250,7 +250,7 @@ def test_one_manual_step_updates_both_networks_and_the_average():
     import pytorch_lightning as pl
 
     from forgeml.data.tensors import TensorBatchDataset, tensor_loader
-    from forgeml.training.gan import AdversarialTraining
+    from forgeml.tasks.generative.adversarial import AdversarialTraining
 
     space, images = _digits_features()
     generator = DCGANGenerator([1, 8, 8], 10, 8, 4)

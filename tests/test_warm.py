@@ -88,18 +88,18 @@ def test_a_folder_others_can_open_is_refused_and_the_stage_starts_cold(tmp_path,
     monkeypatch.setenv("DVC_STAGE", "report")
     with pytest.raises(PermissionError):
         warm.runtime_dir()
-    assert warm.delegate(["report"], entry="forgeml.cli:main") is None  # None: run cold, here
+    assert warm.delegate(["report"], entry="forgeml.entry:main") is None  # None: run cold, here
     assert not list(shared.iterdir())
 
 
 def test_only_dvc_stage_commands_go_warm(monkeypatch, warm_dir):
     monkeypatch.setenv("FORGEML_WARM_DIR", str(warm_dir))
     monkeypatch.delenv("DVC_STAGE", raising=False)
-    assert warm.delegate(["train"], entry="forgeml.cli:main") is None
+    assert warm.delegate(["train"], entry="forgeml.entry:main") is None
     monkeypatch.setenv("DVC_STAGE", "x")
-    assert warm.delegate(["serve"], entry="forgeml.cli:main") is None
+    assert warm.delegate(["serve"], entry="forgeml.entry:main") is None
     monkeypatch.setenv("FORGEML_WARM", "0")
-    assert warm.delegate(["train"], entry="forgeml.cli:main") is None
+    assert warm.delegate(["train"], entry="forgeml.entry:main") is None
     assert not list(warm_dir.iterdir())
 
 

@@ -1,10 +1,9 @@
-"""`forgeml`: the stage commands that dvc.yaml calls (the task registry picks the stage),
-compose, sweep, and the serving and operations commands: generate, sample, recommend,
-predict, retrain, rollback. Heavy imports stay lazy."""
+"""`forgeml`'s commands beside the pipeline stages (forgeml.stage_command): compose, sweep, and
+the serving and operations commands: generate, sample, recommend, predict, export, serve,
+retrain, rollback, reproduce. Heavy imports stay lazy; forgeml.entry runs them."""
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
@@ -14,14 +13,12 @@ import typer
 from rich.console import Console
 
 from forgeml.errors import ForgeMLError
-from forgeml.stages import STAGES
+from forgeml.stage_command import ParamsOption, add_stage_commands
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="ForgeML: real data to a trained, evaluated and reported model.")
-err_console = Console(stderr=True)
 console = Console()
 
-ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="Composed params file.")]
 TrackingOption = Annotated[str | None, typer.Option(
     "--tracking-uri", help="Default: $MLFLOW_TRACKING_URI, else the project's mlflow.db.")]
 
@@ -48,31 +45,7 @@ def compose(
                   f"model={cfg.model._target_.rsplit('.', 1)[-1]})")
 
 
-def _run_stage(stage: str, params: Path) -> None:
-    from forgeml.config import find_config_dir
-    from forgeml.stage_run import stage_guard
-    from forgeml.tasks import task_of
-
-    cfg = _load(params)
-    step = task_of(cfg, str(params)).stage(stage)
-    # The workspace's own lock: DVC's parallel queued experiments each run in a copy.
-    with stage_guard(cfg, stage, find_config_dir().parent):
-        result = step.run(cfg)
-    if result is not None:  # None: a DDP worker rank, which reports nothing
-        console.print(step.summarize(cfg, result))
-
-
-def _stage_command(stage: str):
-    def command(params: ParamsOption = Path("params.yaml")) -> None:
-        _run_stage(stage, params)
-
-    command.__name__ = stage
-    command.__doc__ = STAGES[stage].help
-    return command
-
-
-for _stage in STAGES:  # one command per registered stage, in pipeline order
-    app.command(name=_stage)(_stage_command(_stage))
+add_stage_commands(app)  # prepare, train, ..., report: forgeml.stage_command
 
 
 def _store(tracking_uri: str | None) -> str:
@@ -425,61 +398,3 @@ def reproduce(
     console.print(f"[bold]{run_id}: {comparison.verdict}[/bold]\nreport: {path}")
     if comparison.verdict.startswith("not"):
         sys.exit(1)
-
-
-class _RedactingFilter(logging.Filter):
-    """Library log lines (MLflow, Lightning, DVC) pass through `redact` before they are shown."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        from forgeml.credentials import redact
-
-        message = record.getMessage()
-        cleaned = redact(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
-        return True
-
-
-def main() -> None:
-    from forgeml import warm
-
-    # A DVC stage: run in a warm interpreter when one is up (which calls this function there).
-    code = warm.delegate(sys.argv[1:], entry="forgeml.cli:main")
-    if code is not None:
-        sys.exit(code)
-    from forgeml.credentials import clean_environment
-
-    clean_environment()  # credentials out of $MLFLOW_TRACKING_URI before anything reads it
-    # Artifact downloads (report, generate, recommend) would draw progress bars on stderr.
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    # force: a warm worker inherits the root logger that its preloaded libraries configured
-    # (mlflow.pytorch's import sets it to ERROR), which would drop ForgeML's own warnings.
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s",
-                        force=True)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(_RedactingFilter())
-    try:
-        app()
-    except ForgeMLError as err:
-        _fail(str(err))
-    except Exception as err:
-        from forgeml.faults import explain
-
-        message = explain(err)
-        if message is None:
-            raise
-        _fail(message)
-
-
-def _fail(message: str) -> None:
-    from rich.markup import escape
-
-    from forgeml.credentials import redact
-
-    err_console.print(f"[bold red]error:[/bold red] {escape(redact(message))}", highlight=False,
-                      soft_wrap=True)
-    sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()

@@ -14,7 +14,6 @@ from omegaconf.errors import OmegaConfBaseException
 
 from forgeml.errors import ConfigError
 from forgeml.io import atomic_write_text
-from forgeml.schemas import check_values
 
 DEFAULT_PARAMS = "params.yaml"
 
@@ -70,8 +69,8 @@ def read_params(path: str | Path = DEFAULT_PARAMS) -> DictConfig:
 
 def validate(cfg: DictConfig, schema: type, problems: Callable[[DictConfig], list[str]],
              source: str = DEFAULT_PARAMS) -> None:
-    """`cfg` against a structured `schema` (dataclass), then its value `problems`; the first
-    failure names the full key and the fix."""
+    """`cfg` against a structured `schema` (dataclass), then the checks of its values
+    (`problems`: one line each); the first failure names the full key and the fix."""
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
         OmegaConf.to_container(merged, throw_on_missing=True)
@@ -82,7 +81,7 @@ def validate(cfg: DictConfig, schema: type, problems: Callable[[DictConfig], lis
             f"{source}: invalid config key '{key}': {reason}. "
             "Fix it in conf/ (or the -S override) and recompose."
         ) from None
-    found = check_values(cfg, problems)
+    found = problems(cfg)
     if found:
         raise ConfigError(f"{source}: " + "; ".join(found) + ".")
 

@@ -22,7 +22,7 @@ STAGES: dict[str, StageSpec] = {spec.name: spec for spec in (
     StageSpec("features", "Train the frozen classifier whose features score generated images "
               "(gan).", ("features", "metrics")),
     StageSpec("pretrain", "Pre-train the encoder as a masked autoencoder on unlabelled images "
-              "(ssl).", ("models", "metrics")),
+              "(ssl).", ("models", "metrics", "plots")),
     StageSpec("train", "Train the configured model with Lightning; log the MLflow run and the "
               "model.", ("models", "metrics", "plots")),
     StageSpec("finetune", "Fine-tune each model on each labelled subset (ssl).",

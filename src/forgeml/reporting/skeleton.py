@@ -19,7 +19,7 @@ from forgeml.artifacts import read_data_card, read_evaluation, read_run
 from forgeml.bootstrap import level, paired_bootstrap_difference
 from forgeml.reporting.crossval import section as cross_validation_section
 from forgeml.reporting.render import lineage, table, write_report
-from forgeml.tasks.interface import Stage
+from forgeml.task_interface import Stage
 
 log = logging.getLogger(__name__)
 FIRST_RUN = ("This is the first evaluated run of this pipeline, so there is no earlier model to "

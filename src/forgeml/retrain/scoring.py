@@ -11,8 +11,8 @@ import math
 import numpy as np
 from omegaconf import DictConfig
 
+from forgeml.task_interface import Retraining
 from forgeml.tasks import task_of
-from forgeml.tasks.interface import Retraining
 
 
 def hooks(cfg: DictConfig) -> Retraining:

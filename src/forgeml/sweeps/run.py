@@ -111,7 +111,7 @@ def _share_cores(workers: int) -> None:
 
 
 def _spawn_worker(name: str, n_trials: int, workers: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "forgeml.cli", "sweep", name, "--n-trials",
+    return subprocess.Popen([sys.executable, "-m", "forgeml.entry", "sweep", name, "--n-trials",
                              str(n_trials), "--workers", str(workers), "--worker"])
 
 

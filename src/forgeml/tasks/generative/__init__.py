@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from forgeml.schemas import GenerativeSchema, generative_problems
-from forgeml.tasks.interface import Stage, Task
+from forgeml.task_interface import Stage, Task
 
 
 def _prepare() -> Stage:

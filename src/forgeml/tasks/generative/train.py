@@ -14,12 +14,12 @@ from forgeml.artifacts import read_data_card
 from forgeml.config import instantiate
 from forgeml.data.base import image_columns
 from forgeml.saved_network import log_network
+from forgeml.tasks.generative.adversarial import AdversarialTraining, plain_generator
 from forgeml.tasks.generative.images import grid_array
 from forgeml.tasks.generative.network import EPOCH1_FILE, GRIDS_FILE, load_features, make_networks
 from forgeml.training.callbacks import LogPicture
 from forgeml.training.datamodules import PreparedDataModule
 from forgeml.training.fitting import FittedRun, fit
-from forgeml.training.gan import AdversarialTraining, plain_generator
 
 
 def train(cfg: DictConfig) -> dict | None:

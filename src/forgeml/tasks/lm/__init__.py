@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from forgeml.schemas import LMSchema, lm_problems
-from forgeml.tasks.interface import Stage, Task
+from forgeml.task_interface import Stage, Task
 
 
 def _prepare() -> Stage:

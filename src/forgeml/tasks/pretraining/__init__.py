@@ -4,7 +4,7 @@ few labels against the same network from scratch (how many labels does pre-train
 from __future__ import annotations
 
 from forgeml.schemas import PretrainingSchema, pretraining_problems
-from forgeml.tasks.interface import Stage, Task
+from forgeml.task_interface import Stage, Task
 
 
 def _prepare() -> Stage:

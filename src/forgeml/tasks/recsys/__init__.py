@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from forgeml.schemas import RecsysSchema, recsys_problems
-from forgeml.tasks.interface import Retraining, Serving, Stage, Task
+from forgeml.task_interface import Retraining, Serving, Stage, Task
 
 
 def _prepare() -> Stage:

@@ -4,7 +4,7 @@ snippets."""
 from __future__ import annotations
 
 from forgeml.schemas import SentimentSchema, sentiment_problems
-from forgeml.tasks.interface import Serving, Stage, Task
+from forgeml.task_interface import Serving, Stage, Task
 
 
 def _prepare() -> Stage:

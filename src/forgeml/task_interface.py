@@ -1,6 +1,6 @@
 """What a task is: the stages it runs, the config it accepts, and the hooks the shared machinery
 calls (retraining's scorer; the report's sections live in the task's report stage). Each task
-package defines one `TASK`; `forgeml.tasks.TASKS` is the registry that the CLI, config
+package defines one `TASK`; `forgeml.tasks` is the registry that the CLI, config
 validation and retraining look tasks up in, so nothing outside a task branches on its name."""
 
 from __future__ import annotations
