@@ -277,15 +277,30 @@ def test_a_killed_rollback_is_finished_and_rollback_never_moves_forward(registry
 
 
 # --- operational faults: one clear line, exit 2, nothing lost ---------------------------------
-def test_a_truncated_resume_checkpoint_starts_afresh_and_the_dead_run_is_marked_killed(project):
+def _truncated(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:1000])  # as if killed while writing it
+
+
+def _not_lightning(path: Path) -> None:
+    # Loads with weights_only=True, but is not a Lightning checkpoint (another tool wrote it)
+    import torch
+
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "epoch": 3}, path)
+
+
+@pytest.mark.parametrize("spoil,why", [(_truncated, "unreadable"),
+                                       (_not_lightning, "not a Lightning checkpoint")])
+def test_a_bad_resume_checkpoint_starts_afresh_and_the_dead_run_is_marked_killed(project, spoil,
+                                                                                why):
     killed = run([FORGEML, "train"], cwd=project, check=False, env=killed_at(MID_EPOCH))
     assert killed.returncode == -signal.SIGKILL
     [dead] = running(project)
     [last] = [path for path in (project / ".forgeml/resume/digits").glob("*/checkpoints/last.ckpt")
               if json.loads((path.parents[1] / "state.json").read_text())["run_id"] == dead]
-    last.write_bytes(last.read_bytes()[:1000])  # as if killed while writing it
+    spoil(last)
     rerun = run([FORGEML, "train"], cwd=project)
-    assert "skipping unreadable checkpoint" in rerun.stderr and "resuming" not in rerun.stdout
+    assert "not resuming from checkpoint" in rerun.stderr and why in rerun.stderr
+    assert "resuming MLflow run" not in rerun.stdout and "Traceback" not in rerun.stderr
     fresh = run_json(project)["run_id"]
     assert fresh != dead and not running(project)
     dead_run = client(project).get_run(dead)

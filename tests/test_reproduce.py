@@ -60,3 +60,20 @@ def test_a_bad_run_id_is_refused_in_one_line(tmp_path):
     assert result.returncode == 2, result.stderr
     assert "not an MLflow run id" in result.stderr and "Traceback" not in result.stderr
     assert not (project / "reports").exists()
+
+
+def test_lineage_reads_git_status_whose_first_line_starts_with_a_space(tmp_path):
+    """` M dvc.lock` (an unstaged change, as `dvc repro` leaves it) is the first porcelain line:
+    it must read as dvc.lock, which DVC itself rewrote, not as a change to the code."""
+    from forgeml.tracking import git_info
+
+    git = ["git", "-c", "user.email=t@forgeml.test", "-c", "user.name=test"]
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    for name in ("dvc.lock", "train.py"):
+        (tmp_path / name).write_text("v1\n")
+    subprocess.run(["git", "add", "-A"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "c"], cwd=tmp_path, check=True)
+    (tmp_path / "dvc.lock").write_text("v2\n")
+    assert git_info(tmp_path)["dirty"] == "false"
+    (tmp_path / "train.py").write_text("v2\n")
+    assert git_info(tmp_path)["dirty"] == "true"

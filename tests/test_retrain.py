@@ -138,6 +138,32 @@ def test_rollback_points_champion_at_the_previous_champion(project):
     assert again.returncode == 2 and "no previous champion" in again.stderr
 
 
+def _orphan_run(project) -> str:
+    """A run left RUNNING by a process that is gone (a retrain killed during training)."""
+    import socket
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("digits").experiment_id
+    run_id = client.create_run(experiment, tags={"forgeml.host": socket.gethostname(),
+                                                 "forgeml.pid": str(dead.pid)}).info.run_id
+    assert client.get_run(run_id).info.status == "RUNNING"
+    return run_id
+
+
+@pytest.mark.slow  # after the retrains and the rollback above (nothing changed since)
+@pytest.mark.parametrize("command", [["retrain", "digits"], ["rollback", "digits"],
+                                     ["evaluate"]])
+def test_every_retrain_rollback_and_stage_start_marks_dead_runs_killed(project, command):
+    orphan = _orphan_run(project)
+    result = run([FORGEML, *command], cwd=project, check=False)
+    assert "Traceback" not in result.stderr
+    status = MlflowClient(f"sqlite:///{project / 'mlflow.db'}").get_run(orphan)
+    assert status.info.status == "KILLED"
+    assert "marked KILLED by the next start" in status.data.tags["forgeml.killed_reason"]
+
+
 @pytest.mark.slow  # each runs the pipeline twice in fresh projects
 def test_two_concurrent_retrains_run_exactly_once(tmp_path):
     project = make_project(tmp_path / "concurrent")

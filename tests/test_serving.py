@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -191,6 +192,51 @@ def test_server_refuses_1000_bad_requests_with_4xx_and_stays_up(pipeline_project
     status, answer = _post(server["base"], good)
     assert status == 200 and len(answer["predictions"]) == 2
     assert server["process"].poll() is None
+
+
+def test_request_checks_follow_the_docs(pipeline_project, server):
+    """Booleans are not pixels, NaN / Infinity are 422 (docs/serving.md), and a client that
+    leaves mid-body leaves no traceback in the server's log."""
+    images, _ = _test_split(pipeline_project)
+    pixels = int(images[0].size)
+    status, answer = _post(server["base"], json.dumps({"image": [True] * pixels}).encode())
+    assert status == 422 and "not true/false" in answer["error"]
+    for literal in (b"NaN", b"Infinity", b"-Infinity"):
+        body = b'{"image": [' + b", ".join([b"0.5"] * (pixels - 1) + [literal]) + b"]}"
+        status, answer = _post(server["base"], body)
+        assert status == 422 and "NaN or Infinity" in answer["error"], (literal, answer)
+    import socket
+
+    host, port = server["base"].removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 5000\r\n\r\n" + b'{"images": [[0.1')  # then hangs up
+    time.sleep(1)
+    assert _post(server["base"], json.dumps({"image": [0.5] * pixels}).encode())[0] == 200
+    assert "ClientDisconnect" not in (pipeline_project / "serve.log").read_text()
+
+
+def test_a_second_server_on_a_served_port_is_refused_before_loading_anything(
+        pipeline_project, server):
+    """Two servers never share a port (SO_REUSEPORT workers would split the traffic between
+    two models): the second one says so at once, whatever its worker count, and never claims
+    to be serving."""
+    port = server["base"].rsplit(":", 1)[1]
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    for workers in ("1", "2"):
+        started = time.monotonic()
+        second = subprocess.run(
+            [FORGEML, "serve", "--run", _run_id(pipeline_project), "--pipeline", "digits",
+             "--port", port, "--workers", workers], cwd=pipeline_project, env=env,
+            capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2, second.stdout + second.stderr
+        assert f"Port {port} on 127.0.0.1 is already served" in second.stderr
+        assert "serving" not in second.stdout and "Traceback" not in second.stderr
+        assert time.monotonic() - started < 20  # refused before any export or model load
+    assert server["process"].poll() is None
+    with urllib.request.urlopen(f"{server['base']}/version") as response:
+        assert json.loads(response.read())["run_id"] == _run_id(pipeline_project)
 
 
 def _gone(process) -> bool:

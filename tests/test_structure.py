@@ -14,12 +14,12 @@ from pathlib import Path
 import grimp
 import pytest
 import yaml
+from test_dvc import _committed_clone
 
 from conftest import BIN, REPO, run
 from forgeml import warm
 from forgeml.stages import STAGES
 from stage_deps import DVC_FILES
-from test_dvc import _committed_clone
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess:
@@ -133,7 +133,7 @@ def test_every_stage_has_a_command_and_starts_warm():
 
     commands = set(get_command(app).commands)
     assert set(STAGES) <= commands
-    assert warm.STAGE_COMMANDS == set(STAGES)  # pretrain and finetune included
+    assert set(STAGES) == warm.STAGE_COMMANDS  # pretrain and finetune included
 
 
 # --- a task plugs in by the registry and its own folder --------------------------------------

@@ -354,6 +354,11 @@ def rollback(
     except ConfigError:  # run outside a project: only the registry is touched
         root = Path.cwd()
     with pipeline_lock(root, pipeline, wait=True):  # never beside a retrain of it
+        from forgeml.tracking import mark_dead_runs
+
+        for run_id in mark_dead_runs(uri, pipeline):  # the experiment is named by the pipeline
+            console.print(f"run {run_id} was left RUNNING by a process that is gone: marked "
+                          "KILLED")
         repaired = registry.repair(uri, pipeline)
         if "rollback" in repaired.completed:  # this is the rollback that was interrupted
             console.print(f"{pipeline}: {repaired.completed}")

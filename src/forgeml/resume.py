@@ -72,19 +72,34 @@ class ResumePoint:
             shutil.rmtree(stale, ignore_errors=True)
 
     def checkpoint(self) -> Path | None:
-        """The newest checkpoint that reads back; a truncated one (a kill while writing) is
-        skipped with a warning."""
+        """The newest checkpoint that reads back as one this training wrote; one that does not
+        (truncated by a kill while writing, or loadable but not a Lightning checkpoint of a
+        ForgeML training) is set aside as `<name>.rejected` with a warning, so it never wedges
+        the next run."""
         found = [self.checkpoints / name for name in RESUMABLE
                  if (self.checkpoints / name).is_file()]
         for path in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True):
             try:
-                torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
             except Exception as err:  # noqa: BLE001 - any unreadable file is skipped, not fatal
-                log.warning("skipping unreadable checkpoint %s (%s)", path,
-                            str(err).splitlines()[0])
+                self._set_aside(path, f"unreadable: {str(err).splitlines()[0][:200]}")
+                continue
+            problem = checkpoint_problem(state)
+            if problem:
+                self._set_aside(path, problem)
                 continue
             return path
         return None
+
+    @staticmethod
+    def _set_aside(path: Path, why: str) -> None:
+        rejected = path.with_name(path.name + ".rejected")
+        try:
+            path.replace(rejected)
+        except OSError:
+            rejected = path
+        log.warning("not resuming from checkpoint %s (%s); training starts afresh (the file is "
+                    "kept as %s)", path, why, rejected.name)
 
     @staticmethod
     def describe(path: Path) -> str:
@@ -93,6 +108,26 @@ class ResumePoint:
 
     def clear(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+# What a Lightning checkpoint written by `fit` holds (ForgeML's progress under "forgeml").
+CHECKPOINT_KEYS = ("pytorch-lightning_version", "state_dict", "global_step", "epoch", "loops",
+                   "forgeml")
+
+
+def checkpoint_problem(state: Any) -> str | None:
+    """Why `state` is not a resumable checkpoint of a ForgeML training, or None."""
+    if not isinstance(state, dict):
+        return f"holds a {type(state).__name__}, not a Lightning checkpoint"
+    missing = [key for key in CHECKPOINT_KEYS if key not in state]
+    if missing:
+        return f"not a Lightning checkpoint of a ForgeML training: no {', '.join(missing)}"
+    step = state["global_step"]
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        return f"global_step {step!r} is not a step count"
+    if not isinstance(state["state_dict"], dict) or not state["state_dict"]:
+        return "its state_dict holds no weights"
+    return None
 
 
 def progress_state(module: Any) -> dict:

@@ -18,13 +18,18 @@ console = Console()
 
 def run_stage(stage: str, params: Path) -> None:
     from forgeml.config import find_config_dir
-    from forgeml.stage_run import stage_guard
+    from forgeml.stage_run import is_worker_rank, stage_guard
     from forgeml.tasks import load_params, task_of
 
     cfg = load_params(params)
     step = task_of(cfg, str(params)).stage(stage)
     # The workspace's own lock: DVC's parallel queued experiments each run in a copy.
     with stage_guard(cfg, stage, find_config_dir().parent):
+        if STAGES[stage].tracked and not is_worker_rank():
+            from forgeml import tracking
+
+            tracking.repair_dead_runs(tracking.tracking_uri(cfg), cfg.logger.experiment_name,
+                                      cfg.logger.connect_timeout_s)
         result = step.run(cfg)
     if result is not None:  # None: a DDP worker rank, which reports nothing
         console.print(step.summarize(cfg, result))

@@ -14,11 +14,14 @@ class StageSpec:
     name: str
     help: str  # the CLI command's help line
     outputs: tuple[str, ...]  # the paths.* entries it writes (checked writable before work)
+    # Opens the MLflow store: its start marks the pipeline's runs left RUNNING by a dead
+    # process KILLED (prepare never imports MLflow).
+    tracked: bool = True
 
 
 STAGES: dict[str, StageSpec] = {spec.name: spec for spec in (
     StageSpec("prepare", "Load, validate, clean and split the data; write it and a data card.",
-              ("prepared",)),
+              ("prepared",), tracked=False),
     StageSpec("features", "Train the frozen classifier whose features score generated images "
               "(gan).", ("features", "metrics")),
     StageSpec("pretrain", "Pre-train the encoder as a masked autoencoder on unlabelled images "

@@ -145,13 +145,14 @@ def _unreachable(uri: str, problem: str) -> None:
 def git_info(root: Path) -> dict[str, str]:
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
-                              timeout=10).stdout.strip()
+                              timeout=10).stdout
 
-    commit = git("rev-parse", "HEAD")
+    commit = git("rev-parse", "HEAD").strip()
     if not commit:
         return {"commit": "none", "dirty": "unknown"}
+    # Not stripped: each porcelain line is "XY path", and X is a space for an unstaged change.
     changed = [line[3:] for line in git("status", "--porcelain",
-                                        "--untracked-files=no").splitlines()]
+                                        "--untracked-files=no").splitlines() if line.strip()]
     dirty = [path for path in changed if not _written_by_dvc(path)]
     return {"commit": commit, "dirty": str(bool(dirty)).lower()}
 
@@ -390,6 +391,20 @@ def mark_dead_runs(uri: str, experiment_name: str) -> list[str]:
         mlflow_client.set_terminated(run.info.run_id, "KILLED")
         dead.append(run.info.run_id)
     return dead
+
+
+def repair_dead_runs(uri: str, experiment_name: str, timeout_s: float) -> list[str]:
+    """`mark_dead_runs` for a command that starts (a stage, a retrain, a rollback): nothing to
+    do when the local store does not exist yet; a store that cannot be reached is left to the
+    command's own check, which says so in its one line."""
+
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        return []
+    try:
+        check_reachable(uri, timeout_s)
+    except TrackingError:
+        return []
+    return mark_dead_runs(uri, experiment_name)
 
 
 def reopen_run(uri: str, run_id: str, resumed_from: str) -> bool:

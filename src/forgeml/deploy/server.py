@@ -69,6 +69,30 @@ def build_app(options: ServeOptions, run_id: str, echo=print):
     return app, model
 
 
+def claim_port(host: str, port: int):
+    """A socket bound to the address without SO_REUSEPORT: binding fails if anything listens
+    there, another `forgeml serve` with SO_REUSEPORT workers included (which would otherwise
+    share the port and split the traffic between two models). Checked before any export or
+    model load."""
+    import errno
+    import socket
+
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed server's TIME_WAIT
+    try:
+        sock.bind(address)
+    except OSError as err:
+        sock.close()
+        if err.errno == errno.EADDRINUSE:
+            raise ConfigError(f"Port {port} on {host} is already served (another `forgeml "
+                              "serve` or another program): stop it, or pick another --port.") \
+                from None
+        raise ConfigError(f"Cannot listen on {host}:{port} ({err.strerror}).") from None
+    return sock
+
+
 def listening_socket(host: str, port: int):
     """A TCP socket bound with SO_REUSEPORT, so that each worker process has its own and the
     kernel spreads connections over them. Made with proto=IPPROTO_TCP: asyncio sets
@@ -98,8 +122,9 @@ def _settings() -> dict:
     return {"log_level": "warning", "access_log": False, "timeout_graceful_shutdown": 10}
 
 
-def supervise(options: ServeOptions, run_id: str) -> None:
-    """Start `options.workers` processes; restart one that dies; stop all on SIGTERM/SIGINT."""
+def supervise(options: ServeOptions, run_id: str, started=lambda: None) -> None:
+    """Start `options.workers` processes; restart one that dies; stop all on SIGTERM/SIGINT.
+    `started` is called once every worker answers /health."""
     import multiprocessing
     import signal
     from multiprocessing.connection import wait
@@ -118,8 +143,12 @@ def supervise(options: ServeOptions, run_id: str) -> None:
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     workers = [start() for _ in range(options.workers)]
+    announced = False
     try:
         while not stopping:
+            if not announced and _answers(options.host, options.port):
+                started()
+                announced = True
             for sentinel in wait([w.sentinel for w in workers], timeout=0.5):
                 index = next(i for i, w in enumerate(workers) if w.sentinel == sentinel)
                 workers[index].join()  # reap it now: no zombie left beside its replacement
@@ -136,6 +165,16 @@ def supervise(options: ServeOptions, run_id: str) -> None:
             signal.signal(sig, handler)
 
 
+def _answers(host: str, port: int) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=1) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+
 def serve_command(uri: str, options: ServeOptions, console) -> None:
     import uvicorn
 
@@ -144,16 +183,22 @@ def serve_command(uri: str, options: ServeOptions, console) -> None:
     if options.follow_champion_s and options.run != "champion":
         raise ConfigError("--follow-champion needs --run champion (a fixed run never changes).")
     options.uri = uri
+    claimed = claim_port(options.host, options.port)  # before the ~30 s of a first export
     run_id = resolve_run(uri, options.run, options.pipeline)
     # Load (and export, if needed) once here: workers then only download and verify.
     app, model = build_app(options, run_id, echo=console.print)
     version = model.current.version
-    console.print(f"serving {options.pipeline} run {run_id} ({options.model_format}, sha256 "
-                  f"{version['sha256'][:12]}…) on http://{options.host}:{options.port} with "
-                  f"{options.workers} worker(s) x {options.threads} thread(s): POST /predict, "
-                  "GET /health, GET /version", highlight=False, soft_wrap=True)
+    announce = (f"serving {options.pipeline} run {run_id} ({options.model_format}, sha256 "
+                f"{version['sha256'][:12]}…) on http://{options.host}:{options.port} with "
+                f"{options.workers} worker(s) x {options.threads} thread(s): POST /predict, "
+                "GET /health, GET /version")
     if options.workers == 1:
-        uvicorn.run(app, host=options.host, port=options.port, **_settings())
+        claimed.listen(2048)  # the claimed socket itself serves: no window for another server
+        app.router.on_startup.append(
+            lambda: console.print(announce, highlight=False, soft_wrap=True))
+        uvicorn.Server(uvicorn.Config(app, **_settings())).run(sockets=[claimed])
         return
     del app, model
-    supervise(options, run_id)
+    # Workers bind their own SO_REUSEPORT sockets; the claim is let go just before.
+    claimed.close()
+    supervise(options, run_id, lambda: console.print(announce, highlight=False, soft_wrap=True))

@@ -88,6 +88,8 @@ def _retrain_locked(root: Path, pipeline: str, settings: RetrainSettings, force:
                           f"this pipeline scores per example ('{scoring.metric_name(cfg)}').")
     uri = tracking.tracking_uri(cfg)
     tracking.check_reachable(uri, cfg.logger.connect_timeout_s)
+    for run_id in tracking.mark_dead_runs(uri, cfg.logger.experiment_name):
+        echo(f"run {run_id} was left RUNNING by a process that is gone: marked KILLED")
     context = {"pipeline": pipeline, "as_of": as_of or "",
                "overrides": " ".join(redact(o) for o in overrides)}
 

@@ -13,6 +13,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from forgeml.serving.requests import RequestError
 
@@ -77,7 +78,22 @@ def parse(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as err:
+        if _only_non_finite_numbers(raw):
+            raise RequestError(422, "The body holds NaN or Infinity, which are not numbers a "
+                                    "model can take: send finite values.") from None
         raise RequestError(400, f"The body is not valid JSON ({err}).") from None
+
+
+def _only_non_finite_numbers(raw: bytes) -> bool:
+    """Valid JSON but for NaN / Infinity literals (which Python's json reads and orjson, like
+    the JSON standard, refuses)."""
+    import json
+
+    try:
+        json.loads(raw)
+    except ValueError:
+        return False
+    return True
 
 
 def create_app(model: ServedModel, max_body_bytes: int, max_batch: int) -> FastAPI:
@@ -97,6 +113,11 @@ def create_app(model: ServedModel, max_body_bytes: int, max_batch: int) -> FastA
         served = model.current
         try:
             body = parse(await read_body(request, max_body_bytes))
+        except ClientDisconnect:  # the client left mid-body: nobody to answer, nothing to log
+            return Response(status_code=400)
+        except RequestError as err:
+            return error(err.status, str(err))
+        try:
             # Inference outside the event loop: ONNX Runtime releases the GIL, so requests
             # overlap on the cores while the loop keeps accepting.
             answer = await run_in_threadpool(served.endpoint.answer, body, max_batch)

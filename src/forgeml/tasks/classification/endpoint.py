@@ -25,6 +25,8 @@ class ImageEndpoint:
 
     def images(self, values: list) -> np.ndarray:
         """(N, C, H, W) float32, or a RequestError naming the first bad image."""
+        if _holds_booleans(values):  # numpy would take true/false as 1/0
+            raise RequestError(422, "Pixels must be numbers, not true/false.")
         try:
             array = np.asarray(values, dtype=np.float32)
         except (ValueError, TypeError):
@@ -63,3 +65,15 @@ class ImageEndpoint:
             raise DataError(f"rows {first_row}-{first_row + len(frame) - 1}: {err}") from None
         columns = labelled_columns(self.run({"images": images}), self.class_names)
         return pd.concat([keep.reset_index(drop=True), pd.DataFrame(columns)], axis=1)
+
+
+def _holds_booleans(values: list) -> bool:
+    pending = [values]
+    while pending:
+        items = pending.pop()
+        for item in items:
+            if isinstance(item, bool):
+                return True
+            if isinstance(item, list):
+                pending.append(item)
+    return False
