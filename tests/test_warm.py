@@ -16,6 +16,7 @@ import pytest
 from conftest import (
     BIN,
     command_env,
+    killed_at,
     make_project,
     process_alive,
     run,
@@ -241,3 +242,26 @@ def test_a_warm_stage_whose_dvc_is_killed_checkpoints_and_stops(long_training, w
     finally:
         if dvc.poll() is None:
             dvc.kill()
+
+
+@pytest.mark.slow  # a training killed, then rerun warm: ~40 s
+def test_a_forgeml_warning_in_a_warm_stage_reaches_the_console(tmp_path, warm_dir):
+    """The preload configures the root logger (mlflow.pytorch sets it to ERROR); the stage
+    configures it again, so ForgeML's own warnings are shown warm as they are cold. Here: a
+    resume checkpoint that loads but is not a Lightning checkpoint is set aside, with a warning."""
+    import torch
+
+    project = make_project(tmp_path / "project")
+    run([str(BIN / "dvc"), "repro", "prepare"], cwd=project)
+    killed = run([FORGEML, "train"], cwd=project, check=False, env=killed_at(
+        "forgeml.training.classifier:Classifier.training_step@60"))
+    assert killed.returncode != 0
+    [last] = list((project / ".forgeml/resume/digits").glob("*/checkpoints/last.ckpt"))
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "epoch": 1}, last)  # another tool's file
+    env = warm_env(warm_dir, "train")
+    run([FORGEML, "report", "-p", "missing.yaml"], cwd=project, check=False, env=env)
+    wait_until_ready(warm_dir)  # the server is up: the train below runs warm
+    rerun = run([FORGEML, "train"], cwd=project, env=env)
+    assert "train" in served(warm_dir)
+    assert "not resuming from checkpoint" in rerun.stderr, rerun.stderr[-2000:]
+    assert "not a Lightning checkpoint" in rerun.stderr and "Traceback" not in rerun.stderr

@@ -1,0 +1,167 @@
+"""Soak: `forgeml retrain` killed (`kill -9` of its whole process group) at random moments of
+training and promotion, each kill followed by an unkilled retrain. After every pair: no run left
+RUNNING, one champion that passed its gate, and no traceback anywhere.
+
+    python benchmarks/soak_retrain.py --cycles 30 [--seed 0] [--keep DIR]
+
+Runs on the smoke experiment in a fresh project (a copy of this checkout, as tests do). Prints
+one line per cycle (kill time, the phase it hit) and a summary; exits 1 on any violation."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+FORGEML = str(BIN / "forgeml")
+# Each retrain must train: a different learning rate per cycle changes params.yaml.
+QUICK = ["--set", "trainer.max_epochs=2", "--set", "trainer.enable_progress_bar=false"]
+
+
+def make_project(target: Path) -> Path:
+    for name in ("conf", "src", "pipelines", ".dvc", "dvc.yaml", ".dvcignore", ".gitignore"):
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, target / name, ignore=shutil.ignore_patterns(
+                "__pycache__", "tmp", "cache", "*.egg-info"))
+        elif source.exists():
+            shutil.copy2(source, target / name)
+    config = target / "conf" / "config.yaml"
+    config.write_text(config.read_text().replace("experiment: digits_default",
+                                                 "experiment: smoke"))
+    settings = target / "conf/retrain/digits.yaml"
+    settings.write_text(settings.read_text().replace("floor: 0.9", "floor: 0.05"))
+    run([FORGEML, "compose"], target)
+    git = ["git", "-c", "user.email=soak@forgeml.test", "-c", "user.name=soak"]
+    run(["git", "init", "-q"], target)
+    run(["git", "add", "-A"], target)
+    run([*git, "commit", "-qm", "soak project"], target)
+    return target
+
+
+def env() -> dict[str, str]:
+    out = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    out.update(PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", PYTHONWARNINGS="ignore",
+               FORGEML_WARM="0")
+    return out
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True,
+                            timeout=900)
+    if check and result.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return result
+
+
+def retrain_args(cycle: int) -> list[str]:
+    return ["retrain", "digits", *QUICK, "--set", f"optimizer.lr={0.001 + cycle * 1e-5:.5f}"]
+
+
+def phase(project: Path, stdout: str) -> str:
+    """Where the kill landed, from what the retrain printed and what the store holds."""
+    if "decision:" in stdout:
+        return "after the decision"
+    if "registered digits version" in stdout:
+        return "promotion (registered, judging)"
+    if running_runs(project):
+        return "training (a RUNNING run)"
+    if "running the pipeline" in stdout:
+        return "pipeline (prepare / evaluate / report)"
+    return "start-up"
+
+
+def store(project: Path):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+
+
+def running_runs(project: Path) -> list[str]:
+    if not (project / "mlflow.db").is_file():
+        return []
+    client = store(project)
+    ids = [e.experiment_id for e in client.search_experiments()]
+    return [r.info.run_id for r in client.search_runs(
+        ids, filter_string="attributes.status = 'RUNNING'", max_results=1000)]
+
+
+def champion_problems(project: Path) -> list[str]:
+    client = store(project)
+    try:
+        champion = client.get_model_version_by_alias("digits", "champion")
+    except Exception as err:  # noqa: BLE001 - reported as a violation
+        return [f"no champion ({str(err).splitlines()[0][:120]})"]
+    decision = champion.tags.get("forgeml.retrain.decision")
+    return [] if decision == "promoted" else [f"champion v{champion.version} is '{decision}'"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cycles", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", type=Path, default=None)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    folder = Path(args.keep or tempfile.mkdtemp(prefix="forgeml-soak-"))
+    project = make_project(folder / "project")
+    started = time.monotonic()
+    first = run([FORGEML, *retrain_args(0)], project)  # a champion, and the length of a retrain
+    span = time.monotonic() - started
+    print(f"an unkilled retrain takes {span:.0f} s; killing at uniform(2, {span:.0f}) s",
+          flush=True)
+    assert "decision: promoted" in first.stdout, first.stdout
+    phases: Counter[str] = Counter()
+    violations: list[str] = []
+    for cycle in range(1, args.cycles + 1):
+        delay = rng.uniform(2, span)
+        log = folder / f"killed-{cycle}.log"
+        with log.open("w") as out:
+            process = subprocess.Popen([FORGEML, *retrain_args(cycle)], cwd=project, env=env(),
+                                       stdout=out, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
+            try:
+                process.wait(timeout=delay)
+                hit = "finished before the kill"
+            except subprocess.TimeoutExpired:
+                hit = phase(project, log.read_text())
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        phases[hit] += 1
+        after = run([FORGEML, *retrain_args(cycle)], project, check=False)
+        problems = []
+        if after.returncode != 0:
+            problems.append(f"the next retrain exited {after.returncode}: "
+                            f"{after.stderr.strip().splitlines()[-1:]}")
+        if "Traceback" in after.stdout + after.stderr:
+            problems.append("a traceback in the next retrain")
+        if running_runs(project):
+            problems.append(f"RUNNING runs left: {running_runs(project)}")
+        problems += champion_problems(project)
+        status = "ok" if not problems else "; ".join(problems)
+        print(f"cycle {cycle:2d}: killed at {delay:5.1f} s ({hit}); next retrain: "
+              f"{after.stdout.strip().splitlines()[-1] if after.stdout.strip() else '-'} "
+              f"-> {status}", flush=True)
+        violations += [f"cycle {cycle}: {p}" for p in problems]
+    print(f"\n{args.cycles} cycles in {time.monotonic() - started:.0f} s; kill points: "
+          + ", ".join(f"{name} {count}" for name, count in phases.most_common()))
+    print(f"violations: {len(violations)}")
+    for line in violations:
+        print(f"  {line}")
+    if not args.keep:
+        shutil.rmtree(folder, ignore_errors=True)
+    return 1 if violations else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
