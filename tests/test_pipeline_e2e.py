@@ -68,7 +68,8 @@ def test_mlflow_run_holds_params_metrics_lineage_artifacts_and_model(pipeline_pr
     assert len(client.get_metric_history(run_.info.run_id, "val/loss")) == 5
     tags = run_.data.tags
     head = run(["git", "rev-parse", "HEAD"], cwd=pipeline_project).stdout.strip()
-    assert tags["forgeml.git_commit"] == head and tags["forgeml.git_dirty"] in ("true", "false")
+    assert tags["forgeml.git_commit"] == head and tags["forgeml.git_dirty"] == "false"
+    assert " cpu " in f" {tags['forgeml.environment']}"  # the kernel set, e.g. "cpu x86_64 AVX2"
     card = json.loads((pipeline_project / "data/prepared/digits/data_card.json").read_text())
     assert tags["forgeml.data_hash"] == card["data_hash"]
     assert len(tags["forgeml.config_hash"]) == 16

@@ -212,6 +212,12 @@ def test_request_checks_follow_the_docs(pipeline_project, server):
         conn.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      b"Content-Length: 5000\r\n\r\n" + b'{"images": [[0.1')  # then hangs up
     time.sleep(1)
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n{}")
+        answer = conn.makefile("rb").read().decode()
+    head, _, body = answer.partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.1 400") and "application/json" in head.lower()
+    assert "Content-Length" in json.loads(body)["error"]
     assert _post(server["base"], json.dumps({"image": [0.5] * pixels}).encode())[0] == 200
     assert "ClientDisconnect" not in (pipeline_project / "serve.log").read_text()
 

@@ -194,6 +194,12 @@ def environment() -> str:
     for package in ("torch", "pytorch-lightning", "numpy", "scikit-learn", "mlflow"):
         with contextlib.suppress(PackageNotFoundError):
             parts.append(f"{package} {version(package)}")
+    # The CPU kernels torch picked (AVX2, AVX512, …): float results, and so the learning
+    # curves of the same seed, differ between kernel sets.
+    with contextlib.suppress(Exception):
+        import torch
+
+        parts.append(f"cpu {platform.machine()} {torch.backends.cpu.get_cpu_capability()}")
     return "; ".join(parts)
 
 

@@ -119,7 +119,10 @@ def run_worker(options: ServeOptions, run_id: str) -> None:
 
 
 def _settings() -> dict:
-    return {"log_level": "warning", "access_log": False, "timeout_graceful_shutdown": 10}
+    from forgeml.serving.protocol import JSONErrorH11Protocol
+
+    return {"log_level": "warning", "access_log": False, "timeout_graceful_shutdown": 10,
+            "http": JSONErrorH11Protocol}
 
 
 def supervise(options: ServeOptions, run_id: str, started=lambda: None) -> None:
