@@ -22,6 +22,9 @@ from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+from conftest import make_project as test_project  # noqa: E402 - the tests' project copy
+
 BIN = Path(sys.executable).parent
 FORGEML = str(BIN / "forgeml")
 # Each retrain must train: a different learning rate per cycle changes params.yaml.
@@ -29,24 +32,13 @@ QUICK = ["--set", "trainer.max_epochs=2", "--set", "trainer.enable_progress_bar=
 
 
 def make_project(target: Path) -> Path:
-    for name in ("conf", "src", "pipelines", ".dvc", "dvc.yaml", ".dvcignore", ".gitignore"):
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, target / name, ignore=shutil.ignore_patterns(
-                "__pycache__", "tmp", "cache", "*.egg-info"))
-        elif source.exists():
-            shutil.copy2(source, target / name)
-    config = target / "conf" / "config.yaml"
-    config.write_text(config.read_text().replace("experiment: digits_default",
-                                                 "experiment: smoke"))
-    settings = target / "conf/retrain/digits.yaml"
+    """The smoke project the tests use, with a promotion floor the smoke model passes."""
+    project = test_project(target)
+    settings = project / "conf/retrain/digits.yaml"
     settings.write_text(settings.read_text().replace("floor: 0.9", "floor: 0.05"))
-    run([FORGEML, "compose"], target)
-    git = ["git", "-c", "user.email=soak@forgeml.test", "-c", "user.name=soak"]
-    run(["git", "init", "-q"], target)
-    run(["git", "add", "-A"], target)
-    run([*git, "commit", "-qm", "soak project"], target)
-    return target
+    run(["git", "-c", "user.email=soak@forgeml.test", "-c", "user.name=soak", "commit", "-qam",
+         "soak floor"], project)
+    return project
 
 
 def env() -> dict[str, str]:

@@ -19,7 +19,7 @@ from test_dvc import _committed_clone
 from conftest import BIN, REPO, run
 from forgeml import warm
 from forgeml.stages import STAGES
-from stage_deps import DVC_FILES
+from stage_deps import DVC_FILES, stages
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess:
@@ -91,13 +91,9 @@ def test_the_full_import_graph_has_no_cycle():
 
 # --- one list of stages ---------------------------------------------------------------------
 def _dvc_stages():
-    for dvc_file in DVC_FILES:
-        spec = yaml.safe_load((REPO / dvc_file).read_text())
-        for name, stage in spec["stages"].items():
-            words = stage["cmd"].split()
-            params = words[words.index("-p") + 1] if "-p" in words else "params.yaml"
-            task = yaml.safe_load((REPO / params).read_text())["pipeline"]["task"]
-            yield dvc_file, name, words, task, stage
+    for dvc_file, name, task, _ in stages():
+        stage = yaml.safe_load((REPO / dvc_file).read_text())["stages"][name]
+        yield dvc_file, name, stage["cmd"].split(), task, stage
 
 
 @pytest.mark.parametrize(("dvc_file", "name", "words", "task", "stage"), list(_dvc_stages()),
