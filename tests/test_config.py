@@ -74,6 +74,19 @@ def test_bad_values_are_rejected(tmp_path):
         load_params(path)
 
 
+@pytest.mark.parametrize("overrides,message", [
+    (["experiment=lm_gpt", "model.n_embd=100", "model.n_head=3"],
+     r"model\.n_embd \(100\) must be divisible by model\.n_head \(3\)"),
+    (["evaluate.confidence=1.5"], r"evaluate\.confidence must be in \(0, 1\)"),
+    (["experiment=recsys_neumf", "evaluate.confidence=0"],
+     r"evaluate\.confidence must be in \(0, 1\)"),
+    (["data.num_classes=3"], "data.class_names has 10 names but data.num_classes is 3"),
+])
+def test_checks_every_task_shares_and_the_gpt_heads(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        compose(overrides, CONF)
+
+
 def test_missing_params_file_says_how_to_make_it(tmp_path):
     with pytest.raises(ConfigError, match="forgeml compose"):
         load_params(tmp_path / "params.yaml")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from forgeml.schemas import ClassificationSchema, classification_problems
 from forgeml.task_interface import Retraining, Serving, Stage, Task
+from forgeml.tasks.classification.schema import ClassificationSchema, classification_problems
 
 
 def _prepare() -> Stage:

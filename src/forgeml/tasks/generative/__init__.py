@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from forgeml.schemas import GenerativeSchema, generative_problems
 from forgeml.task_interface import Stage, Task
+from forgeml.tasks.generative.schema import GenerativeSchema, generative_problems
 
 
 def _prepare() -> Stage:

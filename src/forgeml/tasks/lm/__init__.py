@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from forgeml.schemas import LMSchema, lm_problems
 from forgeml.task_interface import Stage, Task
+from forgeml.tasks.lm.schema import LMSchema, lm_problems
 
 
 def _prepare() -> Stage:

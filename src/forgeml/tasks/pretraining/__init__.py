@@ -3,8 +3,8 @@ few labels against the same network from scratch (how many labels does pre-train
 
 from __future__ import annotations
 
-from forgeml.schemas import PretrainingSchema, pretraining_problems
 from forgeml.task_interface import Stage, Task
+from forgeml.tasks.pretraining.schema import PretrainingSchema, pretraining_problems
 
 
 def _prepare() -> Stage:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from forgeml.schemas import RecsysSchema, recsys_problems
 from forgeml.task_interface import Retraining, Serving, Stage, Task
+from forgeml.tasks.recsys.schema import RecsysSchema, recsys_problems
 
 
 def _prepare() -> Stage:

@@ -3,8 +3,8 @@ snippets."""
 
 from __future__ import annotations
 
-from forgeml.schemas import SentimentSchema, sentiment_problems
 from forgeml.task_interface import Serving, Stage, Task
+from forgeml.tasks.sentiment.schema import SentimentSchema, sentiment_problems
 
 
 def _prepare() -> Stage:
