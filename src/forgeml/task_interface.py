@@ -19,9 +19,10 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Stage:
     """A stage's function (composed config -> result; None on a DDP worker rank) and the one
-    line the CLI prints for its result."""
+    line the CLI prints for its result. A train stage also takes `child_of` and `callbacks`
+    (keywords) when it runs inside a larger run: a sweep's trial, a cross-validation fold."""
 
-    run: Callable[[DictConfig], Any]
+    run: Callable[..., Any]
     summarize: Callable[[DictConfig, Any], str]
 
 

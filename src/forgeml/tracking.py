@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import json
 import os
 import re
@@ -12,6 +11,7 @@ import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -254,32 +254,24 @@ def experiment_id(uri: str, experiment_name: str, description: str) -> str:
     return experiment.experiment_id
 
 
-# Runs started inside `child_runs_of` nest under that parent run (a sweep's trials): the
-# parent's id, the children's extra tags, and the name they show in MLflow's runs table.
-_parent_run: contextvars.ContextVar[tuple[str, dict, str | None] | None] = (
-    contextvars.ContextVar("forgeml_parent_run", default=None))
+@dataclass(frozen=True)
+class ChildOf:
+    """Where a run nests in MLflow's UI when it is part of a larger one (a sweep's trial, a
+    fold, a fine-tuning child): the parent run, the child's extra tags, and the name it shows
+    in the runs table (None: the name it would have had)."""
 
-
-@contextlib.contextmanager
-def child_runs_of(parent_run_id: str, tags: dict[str, str] | None = None,
-                  run_name: str | None = None) -> Iterator[None]:
-    """Runs started in the block are children of `parent_run_id`, with `tags`, named
-    `run_name` where given (else the name the run would have had)."""
-    token = _parent_run.set((parent_run_id, dict(tags or {}), run_name))
-    try:
-        yield
-    finally:
-        _parent_run.reset(token)
+    parent_run_id: str
+    tags: dict[str, str] = field(default_factory=dict)
+    run_name: str | None = None
 
 
 def start_run(uri: str, experiment_name: str, tags: dict[str, str], run_name: str,
-              description: str) -> str:
-    """A new run (the experiment is created on first use); returns its id. Inside
-    `child_runs_of` it is a child of that run (MLflow's UI nests it)."""
-    if (parent := _parent_run.get()) is not None:
-        parent_run_id, child_tags, child_name = parent
-        tags = {**tags, "mlflow.parentRunId": parent_run_id, **child_tags}
-        run_name = child_name or run_name
+              description: str, child_of: ChildOf | None = None) -> str:
+    """A new run (the experiment is created on first use), a child of `child_of`'s parent
+    where given; returns its id."""
+    if child_of is not None:
+        tags = {**tags, "mlflow.parentRunId": child_of.parent_run_id, **child_of.tags}
+        run_name = child_of.run_name or run_name
     return client(uri).create_run(experiment_id(uri, experiment_name, description), tags=tags,
                                   run_name=run_name).info.run_id
 

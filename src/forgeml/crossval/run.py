@@ -52,7 +52,7 @@ def cv_path(cfg: DictConfig) -> Path:
 
 
 def cross_validate(cfg: DictConfig, pool: Callable[[], Pooled], candidates: list[Candidate],
-                   train: Callable[[DictConfig], dict | None]) -> dict:
+                   train: Callable[..., dict | None]) -> dict:
     """`pool` reads the data: only when the stage is on."""
     spec = cfg.cv
     if not spec.folds:
@@ -116,7 +116,7 @@ def _parent_run(uri: str, cfg: DictConfig, candidate: Candidate, key: str, k: in
 
 
 def _fold(candidate: Candidate, pooled: Pooled, folds: list[np.ndarray], i: int, root: Path,
-          parent: str, spec: DictConfig, train: Callable[[DictConfig], dict | None]) -> dict:
+          parent: str, spec: DictConfig, train: Callable[..., dict | None]) -> dict:
     folder = root / f"fold-{i + 1}"
     done = folder / "result.json"
     if done.is_file():
@@ -127,9 +127,8 @@ def _fold(candidate: Candidate, pooled: Pooled, folds: list[np.ndarray], i: int,
     if not (prepared / "data_card.json").is_file():
         with atomic_dir(prepared) as out:
             pooled.write_fold(out, trained_on, held)
-    with tracking.child_runs_of(parent, {"forgeml.fold": str(i + 1),
-                                         "forgeml.cv_model": candidate.name}):
-        record = train(fold_config(candidate.cfg, folder, spec))
+    record = train(fold_config(candidate.cfg, folder, spec), child_of=tracking.ChildOf(
+        parent, {"forgeml.fold": str(i + 1), "forgeml.cv_model": candidate.name}))
     result = {"fold": i + 1, "acc": fold_score(record), "held_out": len(held),
               "trained_on": len(trained_on), "run_id": record["run_id"],
               "epochs": record.get("epochs_trained"), "train_seconds": record["train_seconds"]}

@@ -71,14 +71,13 @@ def objective_value(spec: SweepSpec, record: dict) -> float:
 def run_trial(trial: optuna.Trial, spec: SweepSpec, task, root: Path, conf_dir: Path,
               parent_run_id: str) -> float:
     from forgeml.sweeps.pruning import PruneOnValidation
-    from forgeml.training import fitting
 
     values = sample(trial, spec)
     cfg = trial_config(spec, values, root, conf_dir)
     pruning = PruneOnValidation(trial, spec.metric)
-    with tracking.child_runs_of(parent_run_id, {"forgeml.trial": str(trial.number)}), \
-            fitting.extra_callbacks([pruning]):
-        record = task.stage("train").run(cfg)
+    record = task.stage("train").run(
+        cfg, child_of=tracking.ChildOf(parent_run_id, {"forgeml.trial": str(trial.number)}),
+        callbacks=[pruning])
     trial.set_user_attr("mlflow_run_id", record["run_id"])
     trial.set_user_attr("folder", str(trial_folder(root, values)))
     if pruning.pruned:

@@ -4,12 +4,10 @@ together only when everything succeeded (DDP-safe)."""
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import json
 import math
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,20 +24,6 @@ from forgeml.io import StagedOutputs, staged_outputs
 from forgeml.resume import ResumePoint, progress_state, restore_progress
 from forgeml.training.callbacks import DivergenceCheck, RanksInStep, TrainingClock
 from forgeml.training.ranks import agree_on_checkpoint
-
-# Callbacks added to every fit inside `extra_callbacks` (a sweep's pruning), so a task's train
-# stage runs unchanged as a trial.
-_extra_callbacks: contextvars.ContextVar[tuple] = contextvars.ContextVar(
-    "forgeml_extra_callbacks", default=())
-
-
-@contextlib.contextmanager
-def extra_callbacks(callbacks: list) -> Iterator[None]:
-    token = _extra_callbacks.set(tuple(callbacks))
-    try:
-        yield
-    finally:
-        _extra_callbacks.reset(token)
 
 
 @dataclass
@@ -60,7 +44,7 @@ def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
         extra_callbacks: list | None = None,
         monitor: str = "val/loss", mode: str = "min", clock: TrainingClock | None = None,
         divergence_advice: str = "or check the data", step_by_epoch: bool = True,
-        privacy: Any = None) -> dict | None:
+        privacy: Any = None, child_of: tracking.ChildOf | None = None) -> dict | None:
     """Train `module`, resuming the same MLflow run from the last checkpoint when the same
     config, data and code were interrupted; the checkpoint best by `monitor` is loaded back
     into it before `finish` adds the task's summary. Returns the run record (None on other
@@ -69,7 +53,9 @@ def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
     MLflow's step of a metric is its epoch (False: the optimizer step, for training that
     validates every N steps); `privacy`: the DP-SGD callback (training.privacy), which also
     sets the Trainer's strategy and sampler on several devices; `columns`: one prepared
-    example's fields as MLflow schema entries, the schema of the run's dataset input."""
+    example's fields as MLflow schema entries, the schema of the run's dataset input;
+    `extra_callbacks`: the task's own and its caller's (a sweep's pruning); `child_of`: the run
+    this one nests under (a trial, a fold, a fine-tuning child)."""
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
     from pytorch_lightning.utilities import rank_zero_only
     from pytorch_lightning.utilities.exceptions import SIGTERMException
@@ -81,7 +67,7 @@ def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
     def decide() -> str | None:  # rank 0 only: the one run, and where every rank resumes
         nonlocal run_id
         tracking.check_reachable(uri, cfg.logger.connect_timeout_s)
-        run_id, checkpoint = _open_run(cfg, uri, card, columns, resume)
+        run_id, checkpoint = _open_run(cfg, uri, card, columns, resume, child_of)
         return str(checkpoint) if checkpoint else None
 
     # DDP ranks start with their rank in the environment; only rank 0 touches the store.
@@ -94,7 +80,7 @@ def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
                                               divergence_advice),
                        checkpoint, _ResumableProgress(), RanksInStep(),
                        _CheckpointOnInterrupt(resume.checkpoints), *(extra_callbacks or []),
-                       *([privacy] if privacy else []), *_extra_callbacks.get()]
+                       *([privacy] if privacy else [])]
     # A live bar where someone watches a terminal; in logs (CI, a scheduler, captured output)
     # it is noise and costs a few % of a small model's step time.
     show_bar = cfg.trainer.get("enable_progress_bar", True) and sys.stdout.isatty()
@@ -152,7 +138,8 @@ def fit(cfg: DictConfig, module: Any, datamodule: Any, card: dict,
 
 
 def fit_estimator(cfg: DictConfig, estimator: Any, inputs: Any, labels: Any, card: dict,
-                  finish: Callable[[FittedRun], dict], columns: list[dict]) -> dict:
+                  finish: Callable[[FittedRun], dict], columns: list[dict],
+                  child_of: tracking.ChildOf | None = None) -> dict:
     """`fit` for a scikit-learn estimator: the same MLflow run, lineage, staged outputs and run
     record, without Lightning (`FittedRun.trainer` is None, `best_score` NaN). Seconds long,
     so it is rerun rather than resumed."""
@@ -161,7 +148,7 @@ def fit_estimator(cfg: DictConfig, estimator: Any, inputs: Any, labels: Any, car
     uri = tracking.tracking_uri(cfg)
     tracking.check_reachable(uri, cfg.logger.connect_timeout_s)
     tracking.mark_dead_runs(uri, cfg.logger.experiment_name)
-    run_id = _start_run(cfg, uri, card, columns)
+    run_id = _start_run(cfg, uri, card, columns, child_of)
     try:
         with staged_outputs() as outputs:
             staging = outputs.dir(cfg.paths.models)
@@ -179,8 +166,8 @@ def fit_estimator(cfg: DictConfig, estimator: Any, inputs: Any, labels: Any, car
 
 
 # --- the run ------------------------------------------------------------------------------------
-def _open_run(cfg: DictConfig, uri: str, card: dict, columns: list[dict], resume: ResumePoint
-              ) -> tuple[str, Path | None]:
+def _open_run(cfg: DictConfig, uri: str, card: dict, columns: list[dict], resume: ResumePoint,
+              child_of: tracking.ChildOf | None) -> tuple[str, Path | None]:
     """The interrupted run of this exact training, reopened with its last checkpoint; else a
     new run with its params and config logged before any training."""
     run_id, ckpt = resume.run_id(), resume.checkpoint()
@@ -189,16 +176,17 @@ def _open_run(cfg: DictConfig, uri: str, card: dict, columns: list[dict], resume
         print(f"resuming MLflow run {run_id} from {resume.describe(ckpt)} ({ckpt})", flush=True)
         return run_id, ckpt
     tracking.mark_dead_runs(uri, cfg.logger.experiment_name)
-    run_id = _start_run(cfg, uri, card, columns)
+    run_id = _start_run(cfg, uri, card, columns, child_of)
     resume.start(run_id)
     return run_id, None
 
 
-def _start_run(cfg: DictConfig, uri: str, card: dict, columns: list[dict]) -> str:
+def _start_run(cfg: DictConfig, uri: str, card: dict, columns: list[dict],
+               child_of: tracking.ChildOf | None) -> str:
     tags = {**tracking.lineage_tags(cfg, card), **tracking.owner_tags()}
     name = f"{tags['forgeml.model'].lower()}-{cfg.data.name}-{tags['forgeml.config_hash'][:6]}"
     run_id = tracking.start_run(uri, cfg.logger.experiment_name, tags, name,
-                                tracking.pipeline_description(cfg))
+                                tracking.pipeline_description(cfg), child_of)
     tracking.log_datasets(uri, run_id, cfg.data.name, card,
                           json.dumps({"mlflow_colspec": columns}) if columns else None)
     tracking.log_params(uri, run_id, flatten(cfg))

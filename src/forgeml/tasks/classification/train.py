@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -13,14 +14,18 @@ from forgeml.data.base import image_columns
 from forgeml.data.tensors import load_split
 from forgeml.saved_network import log_network
 from forgeml.tasks.classification.network import make_network
+from forgeml.tracking import ChildOf
 from forgeml.training.classifier import ImageClassifier
 from forgeml.training.datamodules import PreparedDataModule
 from forgeml.training.fitting import FittedRun, fit
 from forgeml.training.privacy import differential_privacy
 
 
-def train(cfg: DictConfig) -> dict | None:
-    """Train; on global rank 0 return the run record (other DDP ranks return None)."""
+def train(cfg: DictConfig, *, child_of: ChildOf | None = None,
+          callbacks: Sequence = ()) -> dict | None:
+    """Train; on global rank 0 return the run record (other DDP ranks return None).
+    `child_of` and `callbacks`: when the training is part of a larger run (a sweep's trial
+    with its pruning callback, a cross-validation fold)."""
     import pytorch_lightning as pl
 
     card = read_data_card(cfg)
@@ -61,7 +66,7 @@ def train(cfg: DictConfig) -> dict | None:
         return summary
 
     return fit(cfg, task, datamodule, card, finish, image_columns(card),
-               privacy=privacy)
+               extra_callbacks=list(callbacks), privacy=privacy, child_of=child_of)
 
 
 def summarize(cfg: DictConfig, record: dict) -> str:

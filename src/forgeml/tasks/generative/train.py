@@ -5,6 +5,7 @@ and the fixed-noise grid of every epoch; log the run, the grids and the generato
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -17,13 +18,17 @@ from forgeml.saved_network import log_network
 from forgeml.tasks.generative.adversarial import AdversarialTraining, plain_generator
 from forgeml.tasks.generative.images import grid_array
 from forgeml.tasks.generative.network import EPOCH1_FILE, GRIDS_FILE, load_features, make_networks
+from forgeml.tracking import ChildOf
 from forgeml.training.callbacks import LogPicture
 from forgeml.training.datamodules import PreparedDataModule
 from forgeml.training.fitting import FittedRun, fit
 
 
-def train(cfg: DictConfig) -> dict | None:
-    """Train; on global rank 0 return the run record (other DDP ranks return None)."""
+def train(cfg: DictConfig, *, child_of: ChildOf | None = None,
+          callbacks: Sequence = ()) -> dict | None:
+    """Train; on global rank 0 return the run record (other DDP ranks return None).
+    `child_of` and `callbacks`: when the training is part of a larger run (a sweep's trial
+    with its pruning callback, a cross-validation fold)."""
     import pytorch_lightning as pl
 
     card = read_data_card(cfg)
@@ -74,8 +79,9 @@ def train(cfg: DictConfig) -> dict | None:
         fitted.outputs.write_text(Path(cfg.paths.plots) / "learning_curve.csv", curve)
         return summary
 
-    return fit(cfg, task, datamodule, card, finish, image_columns(card), extra_callbacks=[log_grid],
-               monitor="val/fid", mode="min",
+    return fit(cfg, task, datamodule, card, finish, image_columns(card),
+               extra_callbacks=[log_grid, *callbacks], monitor="val/fid", mode="min",
+               child_of=child_of,
                divergence_advice="or lower gan.label_smoothing / check the data")
 
 

@@ -4,6 +4,7 @@ and its tokenizer into one MLflow run."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -13,6 +14,7 @@ from forgeml.artifacts import read_data_card
 from forgeml.config import instantiate
 from forgeml.saved_network import log_network
 from forgeml.tasks.lm.network import make_network
+from forgeml.tracking import ChildOf
 from forgeml.training.callbacks import TrainingClock
 from forgeml.training.datamodules import TokenDataModule
 from forgeml.training.fitting import FittedRun, fit
@@ -25,7 +27,10 @@ def token_columns(card: dict) -> list[dict]:
         "dtype": card.get("tokenizer", {}).get("dtype", "uint16"), "shape": [-1]}}]
 
 
-def train(cfg: DictConfig) -> dict | None:
+def train(cfg: DictConfig, *, child_of: ChildOf | None = None,
+          callbacks: Sequence = ()) -> dict | None:
+    """`child_of` and `callbacks`: when the training is part of a larger run (a sweep's
+    trial with its pruning callback, a cross-validation fold)."""
     import pytorch_lightning as pl
 
     card = read_data_card(cfg)
@@ -66,7 +71,8 @@ def train(cfg: DictConfig) -> dict | None:
         fitted.outputs.write_text(Path(cfg.paths.plots) / "learning_curve.csv", curve)
         return summary
 
-    return fit(cfg, module, datamodule, card, finish, token_columns(card), clock=clock,
+    return fit(cfg, module, datamodule, card, finish, token_columns(card),
+               extra_callbacks=list(callbacks), child_of=child_of, clock=clock,
                divergence_advice="or raise train.warmup_steps", step_by_epoch=False)
 
 

@@ -153,10 +153,10 @@ def _child(cfg: DictConfig, child: Child, card: dict, indices: torch.Tensor,
         done.unlink()
     run_cfg = child_config(cfg, child, folder)
     # Named for what it is, so MLflow's runs table tells the children apart.
-    with tracking.child_runs_of(parent, {"forgeml.finetune_model": child.model,
-                                         "forgeml.label_fraction": f"{child.fraction:g}"},
-                                run_name=f"{child.name}: {LABELS[child.model]}"):
-        record = _train(run_cfg, child, card, indices, encoder)
+    record = _train(run_cfg, child, card, indices, encoder, tracking.ChildOf(
+        parent, {"forgeml.finetune_model": child.model,
+                 "forgeml.label_fraction": f"{child.fraction:g}"},
+        run_name=f"{child.name}: {LABELS[child.model]}"))
     result = {"name": child.name, "model": child.model, "label": LABELS[child.model],
               "fraction": child.fraction, "labels": card["counts"]["train"],
               "steps": int(run_cfg.trainer.max_steps), "run_id": record["run_id"],
@@ -168,7 +168,7 @@ def _child(cfg: DictConfig, child: Child, card: dict, indices: torch.Tensor,
 
 
 def _train(cfg: DictConfig, child: Child, card: dict, indices: torch.Tensor,
-           encoder: dict | None) -> dict:
+           encoder: dict | None, child_of: tracking.ChildOf) -> dict:
     import pytorch_lightning as pl
 
     from forgeml.training.classifier import ImageClassifier
@@ -201,8 +201,7 @@ def _train(cfg: DictConfig, child: Child, card: dict, indices: torch.Tensor,
         }
 
     return fit(cfg, task, datamodule, card, finish, image_columns(card), monitor="val/acc",
-               mode="max",
-               step_by_epoch=False)
+               mode="max", step_by_epoch=False, child_of=child_of)
 
 
 def summarize(cfg: DictConfig, record: dict) -> str:

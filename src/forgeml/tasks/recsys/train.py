@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from forgeml.data.interactions import TRAIN, VAL
 from forgeml.io import atomic_write_text
 from forgeml.saved_network import log_network
 from forgeml.tasks.recsys.network import make_network
+from forgeml.tracking import ChildOf
 from forgeml.training.datamodules import InteractionDataModule
 from forgeml.training.fitting import FittedRun, fit
 from forgeml.training.privacy import differential_privacy
@@ -26,7 +28,10 @@ from forgeml.training.recommender import Recommender
 COLUMNS = [{"name": "user", "type": "long"}, {"name": "item", "type": "long"}]
 
 
-def train(cfg: DictConfig) -> dict | None:
+def train(cfg: DictConfig, *, child_of: ChildOf | None = None,
+          callbacks: Sequence = ()) -> dict | None:
+    """`child_of` and `callbacks`: when the training is part of a larger run (a sweep's
+    trial with its pruning callback, a cross-validation fold)."""
     import pytorch_lightning as pl
 
     card = read_data_card(cfg)
@@ -71,7 +76,8 @@ def train(cfg: DictConfig) -> dict | None:
         fitted.outputs.write_text(Path(cfg.paths.plots) / "learning_curve.csv", curve)
         return summary
 
-    return fit(cfg, module, datamodule, card, finish, COLUMNS, monitor=f"val/ndcg_at_{k}",
+    return fit(cfg, module, datamodule, card, finish, COLUMNS, extra_callbacks=list(callbacks),
+               child_of=child_of, monitor=f"val/ndcg_at_{k}",
                mode="max",
                privacy=privacy)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 import math
 import resource
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from forgeml.tasks.sentiment.predictor import (
     NeuralTextPredictor,
     TextPredictor,
 )
+from forgeml.tracking import ChildOf
 from forgeml.training.fitting import FittedRun, fit, fit_estimator
 from forgeml.training.text_datamodule import TextDataModule
 
@@ -61,7 +63,10 @@ def peak_memory_mb(on_gpu: bool) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def train(cfg: DictConfig) -> dict | None:
+def train(cfg: DictConfig, *, child_of: ChildOf | None = None,
+          callbacks: Sequence = ()) -> dict | None:
+    """`child_of` and `callbacks`: when the training is part of a larger run (a sweep's
+    trial with its pruning callback, a cross-validation fold)."""
     import pytorch_lightning as pl
     from torch import nn
 
@@ -70,11 +75,12 @@ def train(cfg: DictConfig) -> dict | None:
     class_names = card["class_names"]
     model = build_model(cfg, len(class_names))
     if not isinstance(model, nn.Module):
-        return _train_estimator(cfg, model, card)
-    return _train_network(cfg, model, card)
+        return _train_estimator(cfg, model, card, child_of)
+    return _train_network(cfg, model, card, child_of, callbacks)
 
 
-def _train_estimator(cfg: DictConfig, estimator, card: dict) -> dict:
+def _train_estimator(cfg: DictConfig, estimator, card: dict, child_of: ChildOf | None
+                     ) -> dict:
     texts, labels = read_split(cfg.paths.prepared, "train")
     val_texts, val_labels = read_split(cfg.paths.prepared, "val")
     if cfg.train.train_limit:
@@ -93,7 +99,7 @@ def _train_estimator(cfg: DictConfig, estimator, card: dict) -> dict:
         _save_and_log(cfg, fitted, predictor, val_texts)
         return summary
 
-    return fit_estimator(cfg, estimator, texts, labels, card, finish, COLUMNS)
+    return fit_estimator(cfg, estimator, texts, labels, card, finish, COLUMNS, child_of)
 
 
 def _estimator_parameters(estimator) -> int:
@@ -101,7 +107,8 @@ def _estimator_parameters(estimator) -> int:
     return int(np.size(final.coef_) + np.size(final.intercept_)) if hasattr(final, "coef_") else 0
 
 
-def _train_network(cfg: DictConfig, network, card: dict) -> dict | None:
+def _train_network(cfg: DictConfig, network, card: dict, child_of: ChildOf | None,
+                   callbacks: Sequence) -> dict | None:
     from forgeml.training.classifier import Classifier
 
     group_options = {}
@@ -144,7 +151,8 @@ def _train_network(cfg: DictConfig, network, card: dict) -> dict | None:
 
     monitor = cfg.train.early_stopping.monitor if cfg.train.early_stopping.enabled else "val/loss"
     mode = cfg.train.early_stopping.mode if cfg.train.early_stopping.enabled else "min"
-    return fit(cfg, module, datamodule, card, finish, COLUMNS, monitor=monitor, mode=mode)
+    return fit(cfg, module, datamodule, card, finish, COLUMNS, extra_callbacks=list(callbacks),
+               monitor=monitor, mode=mode, child_of=child_of)
 
 
 def _save_and_log(cfg: DictConfig, fitted: FittedRun, predictor: TextPredictor,
