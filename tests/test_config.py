@@ -133,3 +133,18 @@ def test_every_experiment_composes_validates_and_instantiates(experiment, tmp_pa
         assert cfg.pretrain.lr > 0 and all(lr > 0 for lr in cfg.finetune.lr.values())
     trainer = instantiate(cfg.trainer, "trainer", logger=False, enable_checkpointing=False)
     assert trainer.max_epochs == cfg.trainer.get("max_epochs", trainer.max_epochs)
+
+
+def test_a_stage_logs_where_its_own_params_say(tmp_path, monkeypatch):
+    """Not where the root params.yaml says: a sub-pipeline's stage reads only its -p file."""
+    from forgeml.tracking import default_tracking_uri, tracking_uri
+
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "config.yaml").write_text("{}\n")
+    (tmp_path / "params.yaml").write_text("logger: {tracking_uri: 'http://team-server:5000'}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    own = OmegaConf.create({"logger": {"tracking_uri": None}})
+    assert tracking_uri(own) == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    # Commands outside a pipeline (retrain, predict) follow the root params' server.
+    assert default_tracking_uri() == "http://team-server:5000"

@@ -44,11 +44,19 @@ def project_root() -> Path:
 
 
 def tracking_uri(cfg: DictConfig) -> str:
-    """$MLFLOW_TRACKING_URI, else logger.tracking_uri, else sqlite:///<project root>/mlflow.db
-    (credentials moved to the client's variables, see forgeml.credentials)."""
-    if os.environ.get("MLFLOW_TRACKING_URI") or not cfg.logger.tracking_uri:
+    """$MLFLOW_TRACKING_URI, else this config's logger.tracking_uri, else
+    sqlite:///<project root>/mlflow.db (credentials moved to the client's variables, see
+    forgeml.credentials). Only `cfg` is read: a sub-pipeline's stage never takes the root
+    params.yaml's store."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
         return default_tracking_uri()
-    return client_uri(str(cfg.logger.tracking_uri))
+    if cfg.logger.tracking_uri:
+        return client_uri(str(cfg.logger.tracking_uri))
+    return local_store()
+
+
+def local_store() -> str:
+    return f"sqlite:///{project_root() / 'mlflow.db'}"
 
 
 def default_tracking_uri(given: str | None = None) -> str:
@@ -57,7 +65,7 @@ def default_tracking_uri(given: str | None = None) -> str:
     sqlite store."""
     clean_environment()
     uri = given or os.environ.get("MLFLOW_TRACKING_URI") or _configured_uri()
-    return client_uri(uri) if uri else f"sqlite:///{project_root() / 'mlflow.db'}"
+    return client_uri(uri) if uri else local_store()
 
 
 def _configured_uri() -> str | None:
