@@ -24,11 +24,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 from conftest import make_project as test_project  # noqa: E402 - the tests' project copy
+from forgeml.stages import STAGES  # noqa: E402
 
 BIN = Path(sys.executable).parent
 FORGEML = str(BIN / "forgeml")
-# Each retrain must train: a different learning rate per cycle changes params.yaml.
-QUICK = ["--set", "trainer.max_epochs=2", "--set", "trainer.enable_progress_bar=false"]
+# Each retrain must train: a different learning rate per cycle changes params.yaml. Training
+# takes most of a retrain (a cheap compress stage), so that random kills land in training and
+# promotion rather than in start-up and compression.
+QUICK = ["--set", "trainer.max_epochs=6", "--set", "trainer.enable_progress_bar=false",
+         "--set", "compress.finetune_epochs=1", "--set", "compress.distill_epochs=1",
+         "--set", "compress.latency_calls=5", "--set", "compress.throughput_seconds=0.05"]
 
 
 def make_project(target: Path) -> Path:
@@ -60,17 +65,39 @@ def retrain_args(cycle: int) -> list[str]:
     return ["retrain", "digits", *QUICK, "--set", f"optimizer.lr={0.001 + cycle * 1e-5:.5f}"]
 
 
-def phase(project: Path, stdout: str) -> str:
-    """Where the kill landed, from what the retrain printed and what the store holds."""
-    if "decision:" in stdout:
-        return "after the decision"
+def phase(project: Path, group: int, stdout: str) -> str:
+    """Where the kill lands: the stage process running in the retrain's process group (the
+    train stage with its MLflow run RUNNING), else what the retrain has printed so far."""
+    running = processes_in(group)
+    stage = next((argv[argv.index(word) + 1] for argv in running
+                  for word in argv if Path(word).name == "forgeml"
+                  and argv.index(word) + 1 < len(argv) and argv[argv.index(word) + 1] in STAGES),
+                 None)
+    if stage == "train":
+        return "training (its run RUNNING)" if running_runs(project) else "training (start-up)"
+    if stage:
+        return f"stage {stage}"
     if "registered digits version" in stdout:
         return "promotion (registered, judging)"
-    if running_runs(project):
-        return "training (a RUNNING run)"
+    if any(Path(argv[1]).name == "dvc" for argv in running if len(argv) > 1):
+        return "dvc (between stages)"
     if "running the pipeline" in stdout:
-        return "pipeline (prepare / evaluate / report)"
+        return "registering / judging"
     return "start-up"
+
+
+def processes_in(group: int) -> list[list[str]]:
+    """The command lines of the live processes of a process group."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == group and fields[0] != "Z":
+                found.append([part.decode() for part in
+                              stat.with_name("cmdline").read_bytes().split(b"\0") if part])
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
 
 
 def store(project: Path):
@@ -126,7 +153,7 @@ def main() -> int:
                 process.wait(timeout=delay)
                 hit = "finished before the kill"
             except subprocess.TimeoutExpired:
-                hit = phase(project, log.read_text())
+                hit = phase(project, process.pid, log.read_text())
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         phases[hit] += 1
