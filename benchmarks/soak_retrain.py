@@ -31,7 +31,7 @@ FORGEML = str(BIN / "forgeml")
 # Each retrain must train: a different learning rate per cycle changes params.yaml. Training
 # takes most of a retrain (a cheap compress stage), so that random kills land in training and
 # promotion rather than in start-up and compression.
-QUICK = ["--set", "trainer.max_epochs=6", "--set", "trainer.enable_progress_bar=false",
+QUICK = ["--set", "trainer.max_epochs=30", "--set", "trainer.enable_progress_bar=false",
          "--set", "compress.finetune_epochs=1", "--set", "compress.distill_epochs=1",
          "--set", "compress.latency_calls=5", "--set", "compress.throughput_seconds=0.05"]
 
