@@ -100,6 +100,21 @@ def processes_in(group: int) -> list[list[str]]:
     return found
 
 
+def after_pipeline(process: subprocess.Popen) -> float | None:
+    """Waits until the retrain's `dvc repro` has run and ended; when that was (monotonic), or
+    None if the retrain ended first."""
+    seen = False
+    while process.poll() is None:
+        dvc = any(len(argv) > 2 and Path(argv[1]).name == "dvc" and argv[2] == "repro"
+                  for argv in processes_in(process.pid))
+        if dvc:
+            seen = True
+        elif seen:
+            return time.monotonic()
+        time.sleep(0.05)
+    return None
+
+
 def store(project: Path):
     from mlflow.tracking import MlflowClient
 
@@ -130,31 +145,49 @@ def main() -> int:
     parser.add_argument("--cycles", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, default=None)
+    parser.add_argument("--promotion", action="store_true",
+                        help="kill only after the pipeline ran: while the retrain registers, "
+                             "scores, judges and moves the alias")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     folder = Path(args.keep or tempfile.mkdtemp(prefix="forgeml-soak-"))
     project = make_project(folder / "project")
     started = time.monotonic()
-    first = run([FORGEML, *retrain_args(0)], project)  # a champion, and the length of a retrain
+    # A champion, and the length of a retrain (of its promotion: after `dvc repro` ended).
+    process = subprocess.Popen([FORGEML, *retrain_args(0)], cwd=project, env=env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    pipeline_done = after_pipeline(process)
+    out, err = process.communicate()
+    first = subprocess.CompletedProcess(process.args, process.returncode, out, err)
     span = time.monotonic() - started
+    promotion = time.monotonic() - pipeline_done if pipeline_done else 0.0
     # The first retrain also pays first-time costs: later ones end sooner, so the window stops
     # short of its length (a retrain that ends before its kill is counted as such).
     window = 0.85 * span
-    print(f"an unkilled retrain takes {span:.0f} s; killing at uniform(2, {window:.0f}) s",
-          flush=True)
+    if args.promotion:
+        print(f"an unkilled retrain promotes for {promotion:.1f} s after its pipeline; killing "
+              f"at uniform(0, {promotion:.1f}) s after the pipeline", flush=True)
+    else:
+        print(f"an unkilled retrain takes {span:.0f} s; killing at uniform(2, {window:.0f}) s",
+              flush=True)
     assert "decision: promoted" in first.stdout, first.stdout
     phases: Counter[str] = Counter()
     violations: list[str] = []
     for cycle in range(1, args.cycles + 1):
-        delay = rng.uniform(2, window)
+        delay = rng.uniform(0, promotion) if args.promotion else rng.uniform(2, window)
         log = folder / f"killed-{cycle}.log"
         with log.open("w") as out:
             process = subprocess.Popen([FORGEML, *retrain_args(cycle)], cwd=project, env=env(),
                                        stdout=out, stderr=subprocess.STDOUT,
                                        start_new_session=True)
             try:
+                if args.promotion and after_pipeline(process) is None:
+                    raise TimeoutError  # ended without running the pipeline
                 process.wait(timeout=delay)
                 hit = "finished before the kill"
+            except TimeoutError:
+                hit = "no pipeline run"
             except subprocess.TimeoutExpired:
                 hit = phase(project, process.pid, log.read_text())
                 os.killpg(process.pid, signal.SIGKILL)
