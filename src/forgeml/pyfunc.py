@@ -13,9 +13,6 @@ import mlflow.pyfunc
 # The input is an array or a DataFrame, and the signature is logged explicitly.
 warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
 
-ENTRY = "pyfunc_entry.py"
-
-
 class ForgeMLModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         from forgeml.saved_network import load_network
